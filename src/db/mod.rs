@@ -1,0 +1,288 @@
+//! The one database handle: a sqlx `Any` pool plus the dialect it talks to.
+//!
+//! opshub's own SQL is written once, with `?` placeholders and `opshub_`-prefixed table
+//! names; [`Db::sql`] rewrites it per dialect (`$N` placeholders and the `opshub` schema on
+//! PostgreSQL) and caches the result. Own columns use only TEXT, BIGINT, SMALLINT flags,
+//! DOUBLE and BLOB, because those are the types the `Any` driver decodes on all three
+//! backends (it rejects MySQL TINYINT, PostgreSQL uuid/timestamptz/json).
+
+pub mod schema;
+mod sql;
+pub mod time;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, AssertSqlSafe, Executor};
+
+pub use sqlx::any::{AnyArguments, AnyRow};
+pub use sqlx::{Any, Row, Transaction};
+
+/// Which SQL dialect a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl Dialect {
+    /// The dialect a database URL names, or `None` for an unsupported scheme.
+    pub fn from_url(url: &str) -> Option<Dialect> {
+        let scheme = url.split_once(':')?.0;
+        match scheme {
+            "sqlite" => Some(Dialect::Sqlite),
+            "postgres" | "postgresql" => Some(Dialect::Postgres),
+            "mysql" | "mariadb" => Some(Dialect::Mysql),
+            _ => None,
+        }
+    }
+}
+
+/// Options for opening the database.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    pub url: String,
+    /// PostgreSQL schema holding opshub's own tables.
+    pub pg_schema: String,
+    pub max_connections: u32,
+}
+
+/// A cloneable handle to the managed database.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    dialect: Dialect,
+    pg_schema: Arc<str>,
+    cache: Arc<RwLock<HashMap<usize, Arc<str>>>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("dialect", &self.dialect)
+            .finish()
+    }
+}
+
+/// SQLite needs these on every connection: WAL lets readers run beside the writer, the
+/// busy timeout makes concurrent writers wait instead of failing, and foreign keys are off
+/// by default in SQLite.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
+
+impl Db {
+    /// Opens a pool for `opts.url`; SQLite files are created when missing.
+    pub async fn connect(opts: &DbOptions) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::from_url(&opts.url).ok_or_else(|| DbError::UnsupportedUrl {
+            url: redact_url(&opts.url),
+        })?;
+        let url = match dialect {
+            Dialect::Sqlite => sqlite_url_with_create(&opts.url),
+            // sqlx knows MariaDB only by the mysql scheme.
+            Dialect::Mysql => opts.url.replacen("mariadb://", "mysql://", 1),
+            Dialect::Postgres => opts.url.clone(),
+        };
+        let connect_opts = AnyConnectOptions::from_str(&url).map_err(|e| DbError::Connect {
+            url: redact_url(&opts.url),
+            source: e,
+        })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        conn.execute(SQLITE_PRAGMAS).await?;
+                    }
+                    if dialect == Dialect::Mysql {
+                        // ANSI_QUOTES would break our quoting; make the session predictable.
+                        conn.execute("SET SESSION time_zone = '+00:00'").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(connect_opts)
+            .await
+            .map_err(|e| DbError::Connect {
+                url: redact_url(&opts.url),
+                source: e,
+            })?;
+        Ok(Db {
+            pool,
+            dialect,
+            pg_schema: Arc::from(opts.pg_schema.as_str()),
+            cache: Arc::default(),
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The PostgreSQL schema of opshub's tables (unused on other backends).
+    pub fn pg_schema(&self) -> &str {
+        &self.pg_schema
+    }
+
+    /// `sql` rewritten for this dialect. Keyed by the static string's address, so each call
+    /// site pays for the rewrite once.
+    pub fn sql(&self, sql: &'static str) -> AssertSqlSafe<Arc<str>> {
+        let key = sql.as_ptr() as usize;
+        if let Some(hit) = self.cache.read().ok().and_then(|c| c.get(&key).cloned()) {
+            return AssertSqlSafe(hit);
+        }
+        let rewritten: Arc<str> = Arc::from(sql::rewrite(sql, self.dialect, &self.pg_schema));
+        if let Ok(mut cache) = self.cache.write() {
+            cache.insert(key, rewritten.clone());
+        }
+        AssertSqlSafe(rewritten)
+    }
+
+    /// `sql` rewritten for this dialect without caching, for SQL assembled at run time.
+    pub fn sql_dynamic(&self, sql: &str) -> AssertSqlSafe<String> {
+        AssertSqlSafe(sql::rewrite(sql, self.dialect, &self.pg_schema))
+    }
+
+    /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so two writers queue on
+    /// the busy timeout instead of one failing when its read lock cannot be upgraded.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            _ => self.pool.begin().await,
+        }
+    }
+
+    /// Checks the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Turns a stored 0/1 flag into a bool and back; see the module docs for why flags are
+/// integers.
+pub fn flag(b: bool) -> i16 {
+    i16::from(b)
+}
+
+/// Whether a sqlx error is a unique-constraint violation (each caller turns it into a 409).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation)
+                // MySQL duplicate-key (1062) reaches Any without a kind on some paths.
+                || db.code().as_deref() == Some("23000")
+        }
+        _ => false,
+    }
+}
+
+fn sqlite_url_with_create(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        return url.to_string();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}mode=rwc")
+}
+
+/// The URL with any password replaced, safe for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// The SQLite file a `sqlite://` URL points at, if it is a file.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unsupported database URL {url}: use sqlite://PATH, postgres://… or mysql://…")]
+    UnsupportedUrl { url: String },
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_password_but_keeps_user_and_host() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/x?sslmode=require"),
+            "postgres://app:***@db:5432/x?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("mysql://root@localhost/test"),
+            "mysql://root@localhost/test"
+        );
+        assert_eq!(redact_url("sqlite://opshub.db"), "sqlite://opshub.db");
+    }
+
+    #[test]
+    fn finds_sqlite_file_path() {
+        assert_eq!(sqlite_path("sqlite://opshub.db"), Some("opshub.db".into()));
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/a.db?mode=rwc"),
+            Some("/tmp/a.db".into())
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+
+    #[test]
+    fn picks_dialect_from_scheme() {
+        assert_eq!(
+            Dialect::from_url("postgresql://x/y"),
+            Some(Dialect::Postgres)
+        );
+        assert_eq!(Dialect::from_url("mariadb://x/y"), Some(Dialect::Mysql));
+        assert_eq!(Dialect::from_url("redis://x"), None);
+    }
+}

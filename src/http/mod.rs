@@ -1,0 +1,193 @@
+//! The HTTP surface: the router, its common layers (request ids, tracing, metrics, body
+//! limit, time limit, panic catching) and the rule that every error response, even one
+//! produced outside a handler (unknown route, wrong method, layer rejections), is JSON in
+//! SPEC's shape.
+
+pub mod auth;
+pub mod extract;
+mod meta;
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
+use crate::error::error_body;
+
+pub use extract::{ApiJson, ApiPath, ApiQuery};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "opshub", description = "Migrations, procedures, webhooks, incoming webhook log and typed configuration."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "meta", description = "Health, readiness and metrics"),
+        (name = "tokens", description = "API tokens (admin scope)"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The authenticated `/api/v1` routes of every module.
+fn api_v1() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(crate::tokens::api::routes())
+}
+
+/// The whole application router, plus its OpenAPI document.
+pub fn router(app: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let (authed, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", api_v1())
+        .merge(meta::authed_routes())
+        .split_for_parts();
+    let (public, public_doc) = meta::public_routes().split_for_parts();
+    openapi.merge(public_doc);
+    let authed = authed.layer(middleware::from_fn_with_state(
+        app.clone(),
+        auth::require_token,
+    ));
+    let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/openapi.json", openapi.clone());
+    let router = Router::new()
+        .merge(authed)
+        .merge(public)
+        .merge(docs)
+        .fallback(not_found)
+        .with_state(app.clone());
+    let timeout = Duration::from_secs(app.config.request_timeout_secs);
+    let router = router
+        .layer(middleware::from_fn(json_errors))
+        .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+        .layer(middleware::from_fn_with_state(app, record_metrics))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeUuid));
+    (router, openapi)
+}
+
+/// Request ids are UUIDv7, like every other id; a client-supplied `x-request-id` is kept.
+#[derive(Clone, Copy)]
+struct MakeUuid;
+
+impl MakeRequestId for MakeUuid {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+fn request_span(req: &axum::http::Request<Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    // The path only: query strings are the caller's business and stay out of logs.
+    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+}
+
+async fn not_found(req: Request) -> Response {
+    let body = error_body(
+        "not_found",
+        &format!("no route for {} {}", req.method(), req.uri().path()),
+        serde_json::json!({}),
+    );
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
+
+/// Rewrites any non-JSON error response (axum's 405, layer rejections) into SPEC's shape.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            format!("{method} is not allowed on this route"),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is too large".to_string(),
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "timeout",
+            "the request took too long and was abandoned".to_string(),
+        ),
+        StatusCode::NOT_FOUND => ("not_found", "not found".to_string()),
+        s => (
+            "http_error",
+            s.canonical_reason().unwrap_or("error").to_lowercase(),
+        ),
+    };
+    let (mut parts, _) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = error_body(code, &message, serde_json::json!({})).to_string();
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    let body = error_body("internal", "internal error", serde_json::json!({}));
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+}
+
+async fn record_metrics(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    // The route template, not the concrete path, so ids do not explode the label set.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let resp = next.run(req).await;
+    app.metrics.observe_request(
+        method.as_str(),
+        &route,
+        resp.status().as_u16(),
+        start.elapsed(),
+    );
+    resp
+}

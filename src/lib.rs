@@ -1,0 +1,31 @@
+//! opshub: the plumbing every application team writes by hand, in one binary.
+//!
+//! Architecture map (read this first):
+//! - [`cli`]: the `opshub` command line; every verb but `serve` works on the database
+//!   directly. [`config`] resolves flags > `OPSHUB_*` env > `opshub.toml` > defaults.
+//! - [`app`]: assembles state (database, keyring, token authenticator, metrics, shutdown
+//!   token) for `serve`, the CLI and the tests alike.
+//! - [`http`]: the router and its layers; every error is SPEC's JSON shape ([`error`]).
+//!   `/api/v1` needs a bearer token ([`tokens`], [`http::auth`]).
+//! - [`db`]: one `Db` handle (sqlx `Any`) for SQLite, PostgreSQL and MySQL/MariaDB, SQL
+//!   written once and rewritten per dialect; [`db::schema`] keeps opshub's own tables
+//!   current, versioned apart from user migrations.
+//! - [`crypto`]: AES-256-GCM for secrets at rest, bound to their owning record.
+//! - [`metrics`], [`telemetry`], [`shutdown`]: Prometheus text, logs, graceful stop.
+//!
+//! Module domains (`migrations`, `procedures`, `webhooks`, `webhook_log`, `kv`) each keep
+//! `mod.rs` (operations), `model.rs` (types, no I/O), `store.rs` (SQL only), `api.rs` and
+//! `cli.rs` (thin adapters over the same operations); `tokens` follows the same shape.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod page;
+pub mod shutdown;
+pub mod telemetry;
+pub mod tokens;

@@ -1,0 +1,143 @@
+//! A small in-process Prometheus registry: request counts and latency histograms by
+//! method, route template and status, plus gauges supplied at render time. Per app
+//! instance rather than global, so tests running several apps in one process stay apart.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+type Key = (String, String, u16);
+
+pub struct Metrics {
+    started: Instant,
+    requests: Mutex<BTreeMap<Key, u64>>,
+    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            started: Instant::now(),
+            requests: Mutex::default(),
+            latency: Mutex::default(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((method.to_string(), route.to_string(), status))
+                .or_default() += 1;
+        }
+        let secs = took.as_secs_f64();
+        if let Ok(mut h) = self.latency.lock() {
+            let h = h
+                .entry((method.to_string(), route.to_string()))
+                .or_default();
+            h.count += 1;
+            h.sum += secs;
+            for (i, le) in BUCKETS.iter().enumerate() {
+                if secs <= *le {
+                    h.counts[i] += 1;
+                }
+            }
+        }
+    }
+
+    /// The exposition text; `gauges` are (name, help, value) read by the caller just now.
+    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+        let mut out = String::new();
+        let up = self.started.elapsed().as_secs_f64();
+        let _ = writeln!(
+            out,
+            "# HELP opshub_uptime_seconds Seconds since this process started."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE opshub_uptime_seconds gauge\nopshub_uptime_seconds {up:.3}"
+        );
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP opshub_http_requests_total HTTP requests answered."
+        );
+        let _ = writeln!(out, "# TYPE opshub_http_requests_total counter");
+        if let Ok(m) = self.requests.lock() {
+            for ((method, route, status), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "opshub_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                    escape(route)
+                );
+            }
+        }
+        self.render_latency(&mut out);
+        out
+    }
+
+    fn render_latency(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP opshub_http_request_duration_seconds Time to answer HTTP requests."
+        );
+        let _ = writeln!(out, "# TYPE opshub_http_request_duration_seconds histogram");
+        let Ok(m) = self.latency.lock() else { return };
+        for ((method, route), h) in m.iter() {
+            let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
+            for (le, n) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(
+                    out,
+                    "opshub_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "opshub_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}\n\
+                 opshub_http_request_duration_seconds_sum{{{labels}}} {}\n\
+                 opshub_http_request_duration_seconds_count{{{labels}}} {}",
+                h.count, h.sum, h.count
+            );
+        }
+    }
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_requests_and_fills_cumulative_buckets() {
+        let m = Metrics::default();
+        m.observe_request("GET", "/healthz", 200, Duration::from_millis(3));
+        m.observe_request("GET", "/healthz", 200, Duration::from_millis(300));
+        let text = m.render(&[("g", "a gauge", 2.0)]);
+        assert!(text.contains(
+            "opshub_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2"
+        ));
+        assert!(text.contains("le=\"0.005\"} 1"));
+        assert!(text.contains("le=\"0.5\"} 2"));
+        assert!(text.contains("g 2"));
+    }
+}
