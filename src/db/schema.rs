@@ -13,7 +13,9 @@ struct Step {
     statements: &'static [&'static str],
 }
 
-/// Append only: a released step is never edited, a change is a new step.
+/// Append only: a released step is never edited, a change is a new step. Index names are
+/// written `idx_opshub_…` so the PostgreSQL rewrite (which schema-qualifies `opshub_…`
+/// table names) leaves them alone: PostgreSQL puts an index in its table's schema.
 const STEPS: &[Step] = &[Step {
     version: 1,
     statements: &[
@@ -31,7 +33,7 @@ const STEPS: &[Step] = &[Step {
             last_used_at {ts},
             revoked_at {ts}
         )",
-        "CREATE INDEX opshub_tokens_name ON opshub_tokens (name)",
+        "CREATE INDEX idx_opshub_tokens_name ON opshub_tokens (name)",
     ],
 }];
 
@@ -97,9 +99,10 @@ pub async fn upgrade(db: &Db) -> Result<i64, SchemaError> {
     // The lock is a dialect matter, so it branches here and nowhere else.
     match db.dialect() {
         Dialect::Postgres => {
+            // Lock first: concurrent CREATE SCHEMA IF NOT EXISTS can still collide.
+            conn.execute("SELECT pg_advisory_lock(7408275161)").await?;
             let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", db.pg_schema());
             conn.execute(sqlx::AssertSqlSafe(create)).await?;
-            conn.execute("SELECT pg_advisory_lock(7408275161)").await?;
         }
         Dialect::Mysql => {
             conn.execute("SELECT GET_LOCK('opshub_schema', 120)")
