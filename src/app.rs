@@ -74,7 +74,7 @@ pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
         max_connections: config.db_pool_size,
     })
     .await?;
-    crate::db::schema::upgrade(&db).await?;
+    crate::schema::upgrade(&db).await?;
     Ok(db)
 }
 

@@ -8,8 +8,8 @@
 //! - [`http`]: the router and its layers; every error is SPEC's JSON shape ([`error`]).
 //!   `/api/v1` needs a bearer token ([`tokens`], [`http::auth`]).
 //! - [`db`]: one `Db` handle (sqlx `Any`) for SQLite, PostgreSQL and MySQL/MariaDB, SQL
-//!   written once and rewritten per dialect; [`db::schema`] keeps opshub's own tables
-//!   current, versioned apart from user migrations.
+//!   written once and rewritten per dialect; [`schema`] keeps opshub's own tables current,
+//!   versioned per component and apart from user migrations.
 //! - [`crypto`]: AES-256-GCM for secrets at rest, bound to their owning record.
 //! - [`metrics`], [`telemetry`], [`shutdown`]: Prometheus text, logs, graceful stop.
 //!
@@ -26,6 +26,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod page;
+pub mod schema;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tokens;

@@ -6,7 +6,6 @@
 //! DOUBLE and BLOB, because those are the types the `Any` driver decodes on all three
 //! backends (it rejects MySQL TINYINT, PostgreSQL uuid/timestamptz/json).
 
-pub mod schema;
 mod sql;
 pub mod time;
 

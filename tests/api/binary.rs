@@ -28,7 +28,11 @@ fn wait_for_start(child: &mut Child) -> (String, String, std::thread::JoinHandle
     let token = lines
         .by_ref()
         .map_while(Result::ok)
-        .find_map(|l| l.trim().strip_prefix("opshub_").map(|rest| format!("opshub_{rest}")))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("opshub_")
+                .map(|rest| format!("opshub_{rest}"))
+        })
         .expect("the first admin token is printed on stdout");
     let stderr = child.stderr.take().expect("stderr");
     let mut reader = BufReader::new(stderr);
@@ -57,7 +61,9 @@ fn wait_for_start(child: &mut Child) -> (String, String, std::thread::JoinHandle
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_prints_token_once_stops_on_sigterm_and_never_logs_secrets() {
-    let Some(db) = TestDb::create(Backend::Sqlite).await else { return };
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
     let mut child = opshub(&db.url, db.dir())
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("OPSHUB_LOG", "debug")
@@ -79,24 +85,51 @@ async fn serve_prints_token_once_stops_on_sigterm_and_never_logs_secrets() {
         .await
         .expect("json");
     let read_token = created["token"].as_str().expect("token").to_string();
-    let r = client.get(format!("http://{addr}/api/v1/tokens")).bearer_auth(&read_token).send().await.expect("sent");
+    let r = client
+        .get(format!("http://{addr}/api/v1/tokens"))
+        .bearer_auth(&read_token)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(r.status(), 403);
-    let r = client.get(format!("http://{addr}/metrics")).bearer_auth("opshub_wrong").send().await.expect("sent");
+    let r = client
+        .get(format!("http://{addr}/metrics"))
+        .bearer_auth("opshub_wrong")
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(r.status(), 401);
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let exit = child.wait().expect("wait");
     assert!(exit.success(), "graceful stop exits 0, got {exit:?}");
     let logs = logs.join().expect("logs");
-    assert!(logs.contains("shutdown requested") && logs.contains("\"stopped\""), "{logs}");
-    for secret in [admin.as_str(), read_token.as_str(), MASTER_KEY, "opshub_wrong"] {
+    assert!(
+        logs.contains("shutdown requested") && logs.contains("\"stopped\""),
+        "{logs}"
+    );
+    for secret in [
+        admin.as_str(),
+        read_token.as_str(),
+        MASTER_KEY,
+        "opshub_wrong",
+    ] {
         assert!(!logs.contains(secret), "a secret reached the logs");
     }
-    assert!(logs.contains("request_id"), "requests are logged with their id");
+    assert!(
+        logs.contains("request_id"),
+        "requests are logged with their id"
+    );
 
     // A second start on the same database prints no new token.
-    let out = opshub(&db.url, db.dir()).args(["token", "list", "--json"]).output().expect("run");
+    let out = opshub(&db.url, db.dir())
+        .args(["token", "list", "--json"])
+        .output()
+        .expect("run");
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json list");
     assert_eq!(list.as_array().expect("array").len(), 2);
 }
@@ -106,18 +139,43 @@ fn token_commands_create_list_and_revoke() {
     let dir = std::env::temp_dir().join(format!("opshub-cli-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).expect("dir");
     let url = format!("sqlite://{}", dir.join("cli.db").display());
-    let out = opshub(&url, &dir).args(["token", "create", "--name", "deploy", "--scope", "write"]).output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let token = String::from_utf8(out.stdout).expect("utf8").trim().to_string();
+    let out = opshub(&url, &dir)
+        .args(["token", "create", "--name", "deploy", "--scope", "write"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
     assert!(token.starts_with("opshub_"));
-    let list = opshub(&url, &dir).args(["token", "list"]).output().expect("run");
+    let list = opshub(&url, &dir)
+        .args(["token", "list"])
+        .output()
+        .expect("run");
     let text = String::from_utf8(list.stdout).expect("utf8");
-    assert!(text.contains("deploy") && text.contains("write") && !text.contains(&token), "{text}");
-    let bad = opshub(&url, &dir).args(["token", "create", "--name", "x", "--scope", "root"]).output().expect("run");
+    assert!(
+        text.contains("deploy") && text.contains("write") && !text.contains(&token),
+        "{text}"
+    );
+    let bad = opshub(&url, &dir)
+        .args(["token", "create", "--name", "x", "--scope", "root"])
+        .output()
+        .expect("run");
     assert_eq!(bad.status.code(), Some(2), "bad scope is a usage error");
-    let revoke = opshub(&url, &dir).args(["token", "revoke", "deploy"]).output().expect("run");
+    let revoke = opshub(&url, &dir)
+        .args(["token", "revoke", "deploy"])
+        .output()
+        .expect("run");
     assert!(revoke.status.success());
-    let again = opshub(&url, &dir).args(["token", "revoke", "deploy"]).output().expect("run");
+    let again = opshub(&url, &dir)
+        .args(["token", "revoke", "deploy"])
+        .output()
+        .expect("run");
     assert_eq!(again.status.code(), Some(2), "unknown token is exit 2");
     assert!(String::from_utf8_lossy(&again.stderr).contains("no active token"));
     std::fs::remove_dir_all(dir).ok();
@@ -130,7 +188,10 @@ fn config_masks_secrets_shows_sources_and_warns_about_unknown_variables() {
     std::fs::write(dir.join("opshub.toml"), "log = \"warn\"\n").expect("toml");
     let out = opshub("postgres://app:pw-in-url@db.example/x", &dir)
         .args(["config", "--json", "--log-format", "json"])
-        .env("OPSHUB_ADMIN_TOKEN", "opshub_admin-token-value-abcdefghijkl")
+        .env(
+            "OPSHUB_ADMIN_TOKEN",
+            "opshub_admin-token-value-abcdefghijkl",
+        )
         .env("OPSHUB_LISTN", "typo")
         .output()
         .expect("run");
@@ -145,15 +206,24 @@ fn config_masks_secrets_shows_sources_and_warns_about_unknown_variables() {
     assert_eq!(cfg["database_url"]["source"], "env");
     assert_eq!(cfg["listen"]["source"], "default");
     for secret in [MASTER_KEY, "admin-token-value", "pw-in-url"] {
-        assert!(!stdout.contains(secret) && !stderr.contains(secret), "{secret} leaked");
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} leaked"
+        );
     }
-    assert!(stderr.contains("OPSHUB_LISTN"), "unknown variable warned about: {stderr}");
+    assert!(
+        stderr.contains("OPSHUB_LISTN"),
+        "unknown variable warned about: {stderr}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn postgres_and_mysql_refuse_to_start_without_a_master_key() {
-    for url in ["postgres://postgres@127.0.0.1:1/x", "mysql://root@127.0.0.1:1/x"] {
+    for url in [
+        "postgres://postgres@127.0.0.1:1/x",
+        "mysql://root@127.0.0.1:1/x",
+    ] {
         let out = Command::new(BIN)
             .env_clear()
             .env("OPSHUB_DATABASE_URL", url)
@@ -162,7 +232,10 @@ fn postgres_and_mysql_refuse_to_start_without_a_master_key() {
             .expect("run");
         assert_eq!(out.status.code(), Some(2), "{url}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("master key is required") && err.contains("OPSHUB_MASTER_KEY"), "{err}");
+        assert!(
+            err.contains("master key is required") && err.contains("OPSHUB_MASTER_KEY"),
+            "{err}"
+        );
     }
 }
 
@@ -181,17 +254,26 @@ fn sqlite_without_a_key_generates_an_owner_only_key_file_with_a_warning() {
         .spawn()
         .expect("spawn");
     let (_, _, logs) = wait_for_start(&mut child);
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(child.wait().expect("wait").success());
     let logs = logs.join().expect("logs");
-    assert!(dir.join("opshub.db").exists(), "the default database is ./opshub.db");
+    assert!(
+        dir.join("opshub.db").exists(),
+        "the default database is ./opshub.db"
+    );
     let key = dir.join("opshub.db.key");
     assert!(key.exists());
     assert!(logs.contains("generated one beside the database"), "{logs}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&key).expect("meta").permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&key).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
     }
     std::fs::remove_dir_all(dir).ok();
 }

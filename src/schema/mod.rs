@@ -1,45 +1,51 @@
 //! opshub's own tables, created and upgraded automatically at start, versioned in
-//! `opshub_schema_version` apart from user migrations. Steps are written once with column
-//! type tokens (`{id}`, `{ts}`, …) expanded per dialect; the upgrade runs under a
-//! database-wide lock so that several instances starting together apply each step once.
+//! `opshub_schema_version` apart from user migrations. Each component (core, kv, …) has
+//! its own file and its own step numbers, so modules evolve their tables independently.
+//! Steps are written once with column type tokens (`{id}`, `{ts}`, …) expanded per
+//! dialect; the upgrade runs under a database-wide lock so that several instances starting
+//! together apply each step once.
+
+mod core;
 
 use sqlx::{Executor, Row};
 
-use super::{Db, Dialect};
+use crate::db::{Db, Dialect};
 
-/// One schema step: its version and its statements (one statement per entry).
-struct Step {
-    version: i64,
-    statements: &'static [&'static str],
+/// One schema step of a component: its version and its statements (one per entry), plus
+/// statements that only exist per dialect (triggers, for instance).
+pub struct Step {
+    pub version: i64,
+    pub statements: &'static [&'static str],
+    pub dialect_statements: fn(Dialect) -> &'static [&'static str],
 }
 
-/// Append only: a released step is never edited, a change is a new step. Index names are
-/// written `idx_opshub_…` so the PostgreSQL rewrite (which schema-qualifies `opshub_…`
-/// table names) leaves them alone: PostgreSQL puts an index in its table's schema.
-const STEPS: &[Step] = &[Step {
-    version: 1,
-    statements: &[
-        "CREATE TABLE opshub_meta (
-            name {key} PRIMARY KEY,
-            value {text} NOT NULL
-        )",
-        "CREATE TABLE opshub_tokens (
-            id {id} PRIMARY KEY,
-            name {key} NOT NULL,
-            scope {key} NOT NULL,
-            token_hash {key} NOT NULL UNIQUE,
-            prefix {key} NOT NULL,
-            created_at {ts} NOT NULL,
-            last_used_at {ts},
-            revoked_at {ts}
-        )",
-        "CREATE INDEX idx_opshub_tokens_name ON opshub_tokens (name)",
-    ],
-}];
+impl Step {
+    pub const fn new(version: i64, statements: &'static [&'static str]) -> Step {
+        Step {
+            version,
+            statements,
+            dialect_statements: |_| &[],
+        }
+    }
+}
 
-/// The newest schema version this binary knows.
-pub fn latest_version() -> i64 {
-    STEPS.last().map_or(0, |s| s.version)
+/// A component's name and its steps, oldest first. Append only: a released step is never
+/// edited, a change is a new step.
+pub struct Component {
+    pub name: &'static str,
+    pub steps: &'static [Step],
+}
+
+/// Every component, in the order their tables are created.
+const COMPONENTS: &[Component] = &[core::COMPONENT];
+
+/// The newest version of `component` this binary knows.
+pub fn latest_version(component: &str) -> i64 {
+    COMPONENTS
+        .iter()
+        .find(|c| c.name == component)
+        .and_then(|c| c.steps.last())
+        .map_or(0, |s| s.version)
 }
 
 fn expand(stmt: &str, dialect: Dialect) -> String {
@@ -92,9 +98,9 @@ fn expand(stmt: &str, dialect: Dialect) -> String {
     out
 }
 
-/// Creates or upgrades opshub's tables to [`latest_version`]. Safe to call from several
+/// Creates or upgrades every component's tables to its latest step. Safe to call from several
 /// processes at once.
-pub async fn upgrade(db: &Db) -> Result<i64, SchemaError> {
+pub async fn upgrade(db: &Db) -> Result<(), SchemaError> {
     let mut conn = db.pool().acquire().await?;
     // The lock is a dialect matter, so it branches here and nowhere else.
     match db.dialect() {
@@ -127,34 +133,54 @@ pub async fn upgrade(db: &Db) -> Result<i64, SchemaError> {
 async fn apply_steps(
     db: &Db,
     conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
-) -> Result<i64, SchemaError> {
+) -> Result<(), SchemaError> {
     let create = expand(
         "CREATE TABLE IF NOT EXISTS opshub_schema_version (
-            version {int} PRIMARY KEY,
-            applied_at {ts} NOT NULL
+            component {key} NOT NULL,
+            version {int} NOT NULL,
+            applied_at {ts} NOT NULL,
+            PRIMARY KEY (component, version)
         )",
         db.dialect(),
     );
     conn.execute(db.sql_dynamic(&create)).await?;
-    let current: i64 = conn
-        .fetch_one(db.sql("SELECT COALESCE(MAX(version), 0) AS v FROM opshub_schema_version"))
-        .await?
-        .try_get("v")?;
-    if current > latest_version() {
+    for component in COMPONENTS {
+        apply_component(db, conn, component).await?;
+    }
+    Ok(())
+}
+
+async fn apply_component(
+    db: &Db,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    component: &Component,
+) -> Result<(), SchemaError> {
+    let current: i64 = sqlx::query(db.sql(
+        "SELECT COALESCE(MAX(version), 0) AS v FROM opshub_schema_version WHERE component = ?",
+    ))
+    .bind(component.name)
+    .fetch_one(&mut **conn)
+    .await?
+    .try_get("v")?;
+    let known = component.steps.last().map_or(0, |s| s.version);
+    if current > known {
         return Err(SchemaError::TooNew {
+            component: component.name,
             found: current,
-            known: latest_version(),
+            known,
         });
     }
-    for step in STEPS.iter().filter(|s| s.version > current) {
+    for step in component.steps.iter().filter(|s| s.version > current) {
         // SQLite: BEGIN IMMEDIATE serialises concurrent upgraders, as the locks do elsewhere.
         let mut tx = match db.dialect() {
             Dialect::Sqlite => sqlx::Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await?,
             _ => sqlx::Connection::begin(&mut **conn).await?,
         };
-        let done: i64 = sqlx::query(
-            db.sql("SELECT COUNT(*) AS n FROM opshub_schema_version WHERE version = ?"),
-        )
+        // Another process may have applied it while we waited for the write lock.
+        let done: i64 = sqlx::query(db.sql(
+            "SELECT COUNT(*) AS n FROM opshub_schema_version WHERE component = ? AND version = ?",
+        ))
+        .bind(component.name)
         .bind(step.version)
         .fetch_one(&mut *tx)
         .await?
@@ -162,21 +188,30 @@ async fn apply_steps(
         if done > 0 {
             continue;
         }
-        for stmt in step.statements {
+        let statements = step
+            .statements
+            .iter()
+            .chain((step.dialect_statements)(db.dialect()));
+        for stmt in statements {
             tx.execute(db.sql_dynamic(&expand(stmt, db.dialect())))
                 .await?;
         }
-        sqlx::query(
-            db.sql("INSERT INTO opshub_schema_version (version, applied_at) VALUES (?, ?)"),
-        )
+        sqlx::query(db.sql(
+            "INSERT INTO opshub_schema_version (component, version, applied_at) VALUES (?, ?, ?)",
+        ))
+        .bind(component.name)
         .bind(step.version)
-        .bind(super::time::now())
+        .bind(crate::db::time::now())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        tracing::info!(version = step.version, "opshub schema upgraded");
+        tracing::info!(
+            component = component.name,
+            version = step.version,
+            "opshub schema upgraded"
+        );
     }
-    Ok(latest_version())
+    Ok(())
 }
 
 /// Every (table, column) of opshub's own tables, names as written in the steps
@@ -222,10 +257,14 @@ pub async fn describe(db: &Db) -> Result<Vec<(String, String)>, sqlx::Error> {
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     #[error(
-        "the database has opshub schema version {found}, newer than this binary knows \
-         ({known}); run a newer opshub"
+        "the database has opshub {component} schema version {found}, newer than this binary \
+         knows ({known}); run a newer opshub"
     )]
-    TooNew { found: i64, known: i64 },
+    TooNew {
+        component: &'static str,
+        found: i64,
+        known: i64,
+    },
     #[error("cannot upgrade opshub's own tables: {0}")]
     Sqlx(#[from] sqlx::Error),
 }
@@ -244,7 +283,14 @@ mod tests {
     }
 
     #[test]
-    fn step_versions_increase() {
-        assert!(STEPS.windows(2).all(|w| w[0].version < w[1].version));
+    fn step_versions_increase_and_components_are_unique() {
+        for c in COMPONENTS {
+            assert!(
+                c.steps.windows(2).all(|w| w[0].version < w[1].version),
+                "{}",
+                c.name
+            );
+            assert_eq!(COMPONENTS.iter().filter(|o| o.name == c.name).count(), 1);
+        }
     }
 }
