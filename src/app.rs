@@ -23,7 +23,24 @@ pub struct Inner {
     pub keys: Keyring,
     pub auth: Authenticator,
     pub metrics: Metrics,
+    pub kv: crate::kv::Kv,
     pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// State over an opened database and keyring; background work is started separately
+    /// (see [`App::build`]), so the CLI can use the same operations without it.
+    pub fn new(config: Config, db: Db, keys: Keyring) -> AppState {
+        AppState(Arc::new(Inner {
+            config,
+            db,
+            keys,
+            auth: Authenticator::default(),
+            metrics: Metrics::default(),
+            kv: crate::kv::Kv::default(),
+            shutdown: CancellationToken::new(),
+        }))
+    }
 }
 
 impl Deref for AppState {
@@ -48,14 +65,8 @@ impl App {
         let db = open_db(&config).await?;
         let first_admin_token =
             crate::tokens::bootstrap(&db, config.admin_token.as_deref()).await?;
-        let state = AppState(Arc::new(Inner {
-            config,
-            db,
-            keys,
-            auth: Authenticator::default(),
-            metrics: Metrics::default(),
-            shutdown: CancellationToken::new(),
-        }));
+        let state = AppState::new(config, db, keys);
+        crate::kv::watch::spawn(&state);
         let (router, openapi) = crate::http::router(state.clone());
         Ok(App {
             state,
@@ -78,10 +89,21 @@ pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// The master keyring: `OPSHUB_MASTER_KEY`, else `OPSHUB_MASTER_KEY_FILE`, else (SQLite only)
+/// The master keyring: `OPSHUB_MASTER_KEY`, plus `OPSHUB_MASTER_KEY_PREVIOUS` for reading
+/// values written before a rotation. The current key comes from `OPSHUB_MASTER_KEY`, else `OPSHUB_MASTER_KEY_FILE`, else (SQLite only)
 /// a key file generated beside the database. PostgreSQL and MySQL refuse to go on without
 /// a configured key, since a generated one would differ per instance.
 pub fn load_keyring(config: &Config) -> Result<Keyring, ConfigError> {
+    let mut ring = current_key(config)?;
+    for text in &config.master_key_previous {
+        let key = MasterKey::from_base64(text)
+            .map_err(|e| ConfigError::MasterKey(format!("OPSHUB_MASTER_KEY_PREVIOUS: {e}")))?;
+        ring = ring.with_previous(key);
+    }
+    Ok(ring)
+}
+
+fn current_key(config: &Config) -> Result<Keyring, ConfigError> {
     let bad = |e: crypto::CryptoError| ConfigError::MasterKey(e.to_string());
     if let Some(text) = &config.master_key {
         return Ok(Keyring::new(MasterKey::from_base64(text).map_err(bad)?));

@@ -57,6 +57,16 @@ enum Command {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Typed key-value configuration
+    Kv {
+        #[command(subcommand)]
+        cmd: crate::kv::cli::KvCmd,
+    },
+    /// Master key rotation and status
+    Keys {
+        #[command(subcommand)]
+        cmd: crate::keys::KeysCmd,
+    },
     /// Print the effective configuration (secrets masked) and where each value came from
     Config,
 }
@@ -71,6 +81,13 @@ impl Ctx {
     /// Opens the database (creating or upgrading opshub's tables).
     pub async fn db(&self) -> anyhow::Result<Db> {
         crate::app::open_db(&self.config).await
+    }
+
+    /// The application state over the database and keyring, without background work.
+    pub async fn state(&self) -> anyhow::Result<crate::app::AppState> {
+        let keys = crate::app::load_keyring(&self.config)?;
+        let db = self.db().await?;
+        Ok(crate::app::AppState::new(self.config.clone(), db, keys))
     }
 
     pub fn print_json<T: serde::Serialize>(&self, value: &T) -> anyhow::Result<()> {
@@ -143,6 +160,8 @@ async fn dispatch(ctx: Ctx, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => serve(ctx).await,
         Command::Token { cmd } => crate::tokens::cli::run(&ctx, cmd).await,
+        Command::Kv { cmd } => crate::kv::cli::run(&ctx, cmd).await,
+        Command::Keys { cmd } => crate::keys::run(&ctx, cmd).await,
         Command::Config => print_config(&ctx),
     }
 }
@@ -155,6 +174,8 @@ fn report(e: &anyhow::Error) -> i32 {
         return exit::USAGE;
     }
     match e.downcast_ref::<ApiError>() {
+        // A lost compare-and-set is a failed operation, not a misuse of the command.
+        Some(ApiError::PreconditionFailed { .. }) => exit::FAILED,
         Some(api) if api.status().is_client_error() => exit::USAGE,
         _ => exit::FAILED,
     }

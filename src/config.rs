@@ -11,6 +11,7 @@
 //! | `OPSHUB_PG_SCHEMA` | `opshub` | PostgreSQL schema of opshub's own tables |
 //! | `OPSHUB_MASTER_KEY` | — | base64 of 32 bytes; encrypts every secret at rest |
 //! | `OPSHUB_MASTER_KEY_FILE` | — | file holding that base64 key |
+//! | `OPSHUB_MASTER_KEY_PREVIOUS` | — | older keys (comma-separated base64), still accepted to decrypt during a rotation |
 //! | `OPSHUB_ADMIN_TOKEN` | — | admin token to install on first start instead of a generated one |
 //! | `OPSHUB_LOG` | `info` | log filter (`tracing` env-filter syntax) |
 //! | `OPSHUB_LOG_FORMAT` | `text` | `text` or `json` |
@@ -58,6 +59,12 @@ pub const SETTINGS: &[Setting] = &[
         secret: true,
     },
     setting("master_key_file", "OPSHUB_MASTER_KEY_FILE", None),
+    Setting {
+        key: "master_key_previous",
+        env: "OPSHUB_MASTER_KEY_PREVIOUS",
+        default: None,
+        secret: true,
+    },
     Setting {
         key: "admin_token",
         env: "OPSHUB_ADMIN_TOKEN",
@@ -109,6 +116,7 @@ pub struct Config {
     pub pg_schema: String,
     pub master_key: Option<String>,
     pub master_key_file: Option<PathBuf>,
+    pub master_key_previous: Vec<String>,
     pub admin_token: Option<String>,
     pub log: String,
     pub log_format: LogFormat,
@@ -210,6 +218,14 @@ impl Config {
             pg_schema,
             master_key: take("master_key"),
             master_key_file: take("master_key_file").map(PathBuf::from),
+            master_key_previous: take("master_key_previous")
+                .map(|v| {
+                    v.split(',')
+                        .map(|k| k.trim().to_string())
+                        .filter(|k| !k.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             admin_token: take("admin_token"),
             log: take("log").unwrap_or_default(),
             log_format,

@@ -24,6 +24,8 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod keys;
+pub mod kv;
 pub mod metrics;
 pub mod page;
 pub mod schema;

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{Backend, TestDb};
 
-const BIN: &str = env!("CARGO_BIN_EXE_opshub");
-const MASTER_KEY: &str = "c2VjcmV0LW1hc3Rlci1rZXktZm9yLWUyZS10ZXN0cyE=";
+pub const BIN: &str = env!("CARGO_BIN_EXE_opshub");
+pub const MASTER_KEY: &str = "c2VjcmV0LW1hc3Rlci1rZXktZm9yLWUyZS10ZXN0cyE=";
 
-fn opshub(db_url: &str, dir: &std::path::Path) -> Command {
+pub fn opshub(db_url: &str, dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir)
         .env_clear()
@@ -21,42 +21,73 @@ fn opshub(db_url: &str, dir: &std::path::Path) -> Command {
     cmd
 }
 
-/// Reads stdout until the token banner and stderr until the listening address.
-fn wait_for_start(child: &mut Child) -> (String, String, std::thread::JoinHandle<String>) {
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let token = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("opshub_")
-                .map(|rest| format!("opshub_{rest}"))
-        })
-        .expect("the first admin token is printed on stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut reader = BufReader::new(stderr);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = String::new();
-    let addr = loop {
-        assert!(Instant::now() < deadline, "server did not start: {seen}");
-        let mut line = String::new();
-        if reader.read_line(&mut line).expect("read stderr") == 0 {
-            panic!("server exited early: {seen}");
+/// A running `opshub serve`: its address, first admin token (if it printed one), and the
+/// thread collecting its log (stderr) until it exits.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub token: Option<String>,
+    pub logs: std::thread::JoinHandle<String>,
+}
+
+impl Server {
+    /// Starts `cmd` (a `serve` command with JSON logs) and waits until it listens.
+    pub fn start(mut cmd: Command, prints_token: bool) -> Server {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn opshub");
+        let stdout = child.stdout.take().expect("stdout");
+        let token = prints_token.then(|| {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix("opshub_")
+                        .map(|rest| format!("opshub_{rest}"))
+                })
+                .expect("the first admin token is printed on stdout")
+        });
+        let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = String::new();
+        let addr = loop {
+            assert!(Instant::now() < deadline, "server did not start: {seen}");
+            let mut line = String::new();
+            if reader.read_line(&mut line).expect("read stderr") == 0 {
+                panic!("server exited early: {seen}");
+            }
+            seen.push_str(&line);
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if let Some(a) = v["addr"].as_str() {
+                break a.to_string();
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        let logs = std::thread::spawn(move || {
+            let mut s = seen;
+            reader.read_to_string(&mut s).ok();
+            s
+        });
+        Server {
+            child,
+            addr,
+            token,
+            logs,
         }
-        seen.push_str(&line);
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(a) = v["addr"].as_str() {
-            break a.to_string();
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe; return all of it.
-    let rest = std::thread::spawn(move || {
-        let mut s = seen;
-        reader.read_to_string(&mut s).ok();
-        s
-    });
-    (token, addr, rest)
+    }
+
+    /// SIGTERM, wait, and return (exit status, full log).
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        let status = self.child.wait().expect("wait");
+        (status, self.logs.join().expect("logs"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,15 +95,12 @@ async fn serve_prints_token_once_stops_on_sigterm_and_never_logs_secrets() {
     let Some(db) = TestDb::create(Backend::Sqlite).await else {
         return;
     };
-    let mut child = opshub(&db.url, db.dir())
-        .args(["serve", "--listen", "127.0.0.1:0"])
+    let mut cmd = opshub(&db.url, db.dir());
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .env("OPSHUB_LOG", "debug")
-        .env("OPSHUB_LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn opshub");
-    let (admin, addr, logs) = wait_for_start(&mut child);
+        .env("OPSHUB_LOG_FORMAT", "json");
+    let server = Server::start(cmd, true);
+    let (admin, addr) = (server.token.clone().expect("token"), server.addr.clone());
     let client = reqwest::Client::new();
     let created: serde_json::Value = client
         .post(format!("http://{addr}/api/v1/tokens"))
@@ -99,15 +127,25 @@ async fn serve_prints_token_once_stops_on_sigterm_and_never_logs_secrets() {
         .await
         .expect("sent");
     assert_eq!(r.status(), 401);
+    let secret_value = "kv-secret-value-that-must-not-be-logged";
+    let r = client
+        .put(format!("http://{addr}/api/v1/kv/db.password"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"type": "secret", "value": secret_value}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 201);
+    let r = client
+        .get(format!("http://{addr}/api/v1/kv/db.password?reveal=true"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("sent");
+    assert!(r.text().await.expect("body").contains(secret_value));
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = child.wait().expect("wait");
+    let (exit, logs) = server.stop();
     assert!(exit.success(), "graceful stop exits 0, got {exit:?}");
-    let logs = logs.join().expect("logs");
     assert!(
         logs.contains("shutdown requested") && logs.contains("\"stopped\""),
         "{logs}"
@@ -117,6 +155,7 @@ async fn serve_prints_token_once_stops_on_sigterm_and_never_logs_secrets() {
         read_token.as_str(),
         MASTER_KEY,
         "opshub_wrong",
+        secret_value,
     ] {
         assert!(!logs.contains(secret), "a secret reached the logs");
     }
@@ -244,22 +283,13 @@ fn sqlite_without_a_key_generates_an_owner_only_key_file_with_a_warning() {
     let dir = std::env::temp_dir().join(format!("opshub-key-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).expect("dir");
     // No database URL and no key at all: the defaults a new user gets.
-    let mut child = Command::new(BIN)
-        .current_dir(&dir)
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(&dir)
         .env_clear()
         .env("OPSHUB_LOG_FORMAT", "json")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let (_, _, logs) = wait_for_start(&mut child);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(child.wait().expect("wait").success());
-    let logs = logs.join().expect("logs");
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    let (exit, logs) = Server::start(cmd, true).stop();
+    assert!(exit.success());
     assert!(
         dir.join("opshub.db").exists(),
         "the default database is ./opshub.db"

@@ -4,5 +4,7 @@ mod helpers;
 
 mod binary;
 mod http;
+mod kv;
+mod kv_instances;
 mod schema;
 mod tokens;
