@@ -14,7 +14,7 @@ use crate::tokens::model::{Scope, Token};
 
 /// The authenticated token of the current request.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Token);
+pub struct Caller(pub std::sync::Arc<Token>);
 
 impl Caller {
     /// 403 unless the caller's scope is at least `needed`.

@@ -82,7 +82,7 @@ async fn get(
     caller: Caller,
     ApiPath(key): ApiPath<String>,
     ApiQuery(q): ApiQuery<GetQuery>,
-    headers: HeaderMap,
+    IfNoneMatch(if_none_match): IfNoneMatch,
 ) -> ApiResult<Response> {
     if q.reveal {
         caller.require(Scope::Admin)?;
@@ -94,13 +94,10 @@ async fn get(
         CacheStatus::Miss => "miss",
         CacheStatus::Bypass => "bypass",
     };
-    let not_modified = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == etag || t.trim() == format!("W/{etag}"))
-        });
+    let not_modified = if_none_match.is_some_and(|v| {
+        v.split(',')
+            .any(|t| t.trim() == etag || t.trim() == format!("W/{etag}"))
+    });
     let mut resp = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -114,6 +111,27 @@ async fn get(
     h.insert("x-cache", HeaderValue::from_static(x_cache));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
+}
+
+/// The `If-None-Match` header alone: taking the whole `HeaderMap` would clone every header
+/// on the hottest route.
+pub struct IfNoneMatch(Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IfNoneMatch {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Infallible> {
+        Ok(IfNoneMatch(
+            parts
+                .headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        ))
+    }
 }
 
 fn served_body(body: axum::body::Bytes) -> Response {

@@ -9,7 +9,7 @@ pub mod model;
 mod store;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
@@ -121,12 +121,12 @@ pub async fn bootstrap(db: &Db, supplied: Option<&str>) -> anyhow::Result<Option
 /// Resolves bearer tokens to their record, with a short-lived cache.
 #[derive(Default)]
 pub struct Authenticator {
-    cache: Mutex<HashMap<String, (Token, Instant)>>,
+    cache: Mutex<HashMap<String, (Arc<Token>, Instant)>>,
 }
 
 impl Authenticator {
     /// The active token `presented` stands for, or 401.
-    pub async fn authenticate(&self, db: &Db, presented: &str) -> ApiResult<Token> {
+    pub async fn authenticate(&self, db: &Db, presented: &str) -> ApiResult<Arc<Token>> {
         let hash = model::hash(presented);
         if let Some(t) = self.cached(&hash) {
             return Ok(t);
@@ -141,6 +141,7 @@ impl Authenticator {
         }
         // Once per cache period, so a busy token does not write on every request.
         store::touch(db, &token.id, &time::now()).await?;
+        let token = Arc::new(token);
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() > 10_000 {
                 cache.clear();
@@ -150,7 +151,7 @@ impl Authenticator {
         Ok(token)
     }
 
-    fn cached(&self, hash: &str) -> Option<Token> {
+    fn cached(&self, hash: &str) -> Option<Arc<Token>> {
         let cache = self.cache.lock().ok()?;
         let (token, at) = cache.get(hash)?;
         (at.elapsed() < CACHE_TTL).then(|| token.clone())
