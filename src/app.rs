@@ -24,7 +24,10 @@ pub struct Inner {
     pub auth: Authenticator,
     pub metrics: Metrics,
     pub kv: crate::kv::Kv,
+    pub webhooks: crate::webhooks::Webhooks,
     pub shutdown: CancellationToken,
+    /// Background loops, so shutdown can wait for in-flight work to finish.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 impl AppState {
@@ -32,13 +35,15 @@ impl AppState {
     /// (see [`App::build`]), so the CLI can use the same operations without it.
     pub fn new(config: Config, db: Db, keys: Keyring) -> AppState {
         AppState(Arc::new(Inner {
-            config,
             db,
             keys,
             auth: Authenticator::default(),
             metrics: Metrics::default(),
             kv: crate::kv::Kv::default(),
+            webhooks: crate::webhooks::Webhooks::new(&config),
             shutdown: CancellationToken::new(),
+            tasks: tokio_util::task::TaskTracker::new(),
+            config,
         }))
     }
 }
@@ -67,6 +72,11 @@ impl App {
             crate::tokens::bootstrap(&db, config.admin_token.as_deref()).await?;
         let state = AppState::new(config, db, keys);
         crate::kv::watch::spawn(&state);
+        if state.config.webhook_worker {
+            state
+                .tasks
+                .spawn(crate::webhooks::worker::run(state.clone()));
+        }
         let (router, openapi) = crate::http::router(state.clone());
         Ok(App {
             state,

@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -62,6 +63,10 @@ enum Command {
         #[command(subcommand)]
         cmd: crate::kv::cli::KvCmd,
     },
+    /// Print the Standard Webhooks headers for a payload signed with a secret
+    Digest(crate::webhooks::cli::DigestArgs),
+    /// Check a received webhook's headers and body against a secret (exit 4 if invalid)
+    Verify(crate::webhooks::cli::VerifyArgs),
     /// Master key rotation and status
     Keys {
         #[command(subcommand)]
@@ -97,6 +102,11 @@ impl Ctx {
         Ok(())
     }
 }
+
+/// Ends the command with this exit code, its message already printed.
+#[derive(Debug, thiserror::Error)]
+#[error("exit code {0}")]
+pub struct ExitWith(pub i32);
 
 /// An error that means the command was used wrongly (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +172,8 @@ async fn dispatch(ctx: Ctx, command: Command) -> anyhow::Result<()> {
         Command::Token { cmd } => crate::tokens::cli::run(&ctx, cmd).await,
         Command::Kv { cmd } => crate::kv::cli::run(&ctx, cmd).await,
         Command::Keys { cmd } => crate::keys::run(&ctx, cmd).await,
+        Command::Digest(a) => crate::webhooks::cli::digest(&ctx, a),
+        Command::Verify(a) => crate::webhooks::cli::verify(&ctx, a),
         Command::Config => print_config(&ctx),
     }
 }
@@ -169,6 +181,9 @@ async fn dispatch(ctx: Ctx, command: Command) -> anyhow::Result<()> {
 /// Prints the error and picks the exit code: bad input or configuration is 2, anything
 /// else that failed is 1.
 fn report(e: &anyhow::Error) -> i32 {
+    if let Some(ExitWith(code)) = e.downcast_ref::<ExitWith>() {
+        return *code;
+    }
     eprintln!("opshub: {e:#}");
     if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<ConfigError>().is_some() {
         return exit::USAGE;
@@ -210,6 +225,16 @@ async fn serve(ctx: Ctx) -> anyhow::Result<()> {
     .with_graceful_shutdown(state.shutdown.clone().cancelled_owned())
     .await
     .context("the HTTP server failed")?;
+    // Let in-flight deliveries finish and record their outcome before the pool closes.
+    state.shutdown.cancel();
+    state.tasks.close();
+    let drain = Duration::from_secs(state.config.webhook_timeout_secs + 5);
+    if tokio::time::timeout(drain, state.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background work did not finish in time; leased deliveries will be retried");
+    }
     state.db.close().await;
     tracing::info!("stopped");
     Ok(())

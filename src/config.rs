@@ -18,6 +18,12 @@
 //! | `OPSHUB_MAX_BODY_BYTES` | `1048576` | largest accepted API request body |
 //! | `OPSHUB_REQUEST_TIMEOUT_SECS` | `30` | per-request time limit of the API |
 //! | `OPSHUB_DB_POOL_SIZE` | `16` | database connections per process |
+//! | `OPSHUB_WEBHOOK_ALLOW_PRIVATE` | `false` | let webhooks (and replays) target loopback/private addresses |
+//! | `OPSHUB_WEBHOOK_TIMEOUT_SECS` | `15` | time limit of one delivery attempt |
+//! | `OPSHUB_WEBHOOK_RETRY_SCHEDULE` | `5s,5m,30m,2h,5h,10h,10h` | delays between attempts (±20 % jitter) |
+//! | `OPSHUB_WEBHOOK_DISABLE_AFTER_HOURS` | `120` | disable an endpoint failing continuously this long |
+//! | `OPSHUB_WEBHOOK_CONCURRENCY` | `64` | deliveries in flight per process |
+//! | `OPSHUB_WEBHOOK_WORKER` | `true` | whether `serve` runs the delivery worker |
 //! | `OPSHUB_CONFIG` | `opshub.toml` | the optional configuration file |
 //!
 //! The test harness also reads `OPSHUB_TEST_POSTGRES_URL` and `OPSHUB_TEST_MYSQL_URL`.
@@ -80,6 +86,32 @@ pub const SETTINGS: &[Setting] = &[
         Some("30"),
     ),
     setting("db_pool_size", "OPSHUB_DB_POOL_SIZE", Some("16")),
+    setting(
+        "webhook_allow_private",
+        "OPSHUB_WEBHOOK_ALLOW_PRIVATE",
+        Some("false"),
+    ),
+    setting(
+        "webhook_timeout_secs",
+        "OPSHUB_WEBHOOK_TIMEOUT_SECS",
+        Some("15"),
+    ),
+    setting(
+        "webhook_retry_schedule",
+        "OPSHUB_WEBHOOK_RETRY_SCHEDULE",
+        Some("5s,5m,30m,2h,5h,10h,10h"),
+    ),
+    setting(
+        "webhook_disable_after_hours",
+        "OPSHUB_WEBHOOK_DISABLE_AFTER_HOURS",
+        Some("120"),
+    ),
+    setting(
+        "webhook_concurrency",
+        "OPSHUB_WEBHOOK_CONCURRENCY",
+        Some("64"),
+    ),
+    setting("webhook_worker", "OPSHUB_WEBHOOK_WORKER", Some("true")),
 ];
 
 /// Variables that are not settings but are still opshub's (so not warned about).
@@ -123,6 +155,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
     pub db_pool_size: u32,
+    pub webhook_allow_private: bool,
+    pub webhook_timeout_secs: u64,
+    pub webhook_retry_schedule: crate::webhooks::retry::RetrySchedule,
+    pub webhook_disable_after: std::time::Duration,
+    pub webhook_concurrency: usize,
+    pub webhook_worker: bool,
     /// Each setting's source, for `opshub config`.
     pub sources: BTreeMap<&'static str, Source>,
     /// Problems worth a warning once logging is up (unknown variables or file keys).
@@ -236,6 +274,34 @@ impl Config {
                 1..=3600,
             )?,
             db_pool_size: parse_num(take("db_pool_size"), "db_pool_size", 1..=1000)?,
+            webhook_allow_private: parse_bool(
+                take("webhook_allow_private"),
+                "webhook_allow_private",
+            )?,
+            webhook_timeout_secs: parse_num(
+                take("webhook_timeout_secs"),
+                "webhook_timeout_secs",
+                1..=300,
+            )?,
+            webhook_retry_schedule: crate::webhooks::retry::RetrySchedule::parse(
+                &take("webhook_retry_schedule").unwrap_or_default(),
+            )
+            .map_err(|e| {
+                ConfigError::invalid_owned("webhook_retry_schedule".into(), e.to_string())
+            })?,
+            webhook_disable_after: std::time::Duration::from_secs(
+                3600 * parse_num::<u64>(
+                    take("webhook_disable_after_hours"),
+                    "webhook_disable_after_hours",
+                    1..=24 * 365,
+                )?,
+            ),
+            webhook_concurrency: parse_num(
+                take("webhook_concurrency"),
+                "webhook_concurrency",
+                1..=4096,
+            )?,
+            webhook_worker: parse_bool(take("webhook_worker"), "webhook_worker")?,
             sources,
             warnings,
         })
@@ -259,6 +325,14 @@ impl Config {
                 "max_body_bytes" => Some(self.max_body_bytes.to_string()),
                 "request_timeout_secs" => Some(self.request_timeout_secs.to_string()),
                 "db_pool_size" => Some(self.db_pool_size.to_string()),
+                "webhook_allow_private" => Some(self.webhook_allow_private.to_string()),
+                "webhook_timeout_secs" => Some(self.webhook_timeout_secs.to_string()),
+                "webhook_retry_schedule" => Some(self.webhook_retry_schedule.to_string()),
+                "webhook_disable_after_hours" => {
+                    Some((self.webhook_disable_after.as_secs() / 3600).to_string())
+                }
+                "webhook_concurrency" => Some(self.webhook_concurrency.to_string()),
+                "webhook_worker" => Some(self.webhook_worker.to_string()),
                 _ => None,
             };
             match raw {
@@ -352,6 +426,17 @@ fn parse_num<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
                 range.start(),
                 range.end()
             ),
+        )),
+    }
+}
+
+fn parse_bool(v: Option<String>, key: &'static str) -> Result<bool, ConfigError> {
+    match v.unwrap_or_default().trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        other => Err(ConfigError::invalid_owned(
+            key.to_string(),
+            format!("{other:?} is not true or false"),
         )),
     }
 }

@@ -32,3 +32,4 @@ pub mod schema;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tokens;
+pub mod webhooks;

@@ -38,6 +38,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         (name = "meta", description = "Health, readiness and metrics"),
         (name = "tokens", description = "API tokens (admin scope)"),
         (name = "kv", description = "Typed key-value configuration"),
+        (name = "webhooks", description = "Outbound webhook endpoints, signing helpers"),
+        (name = "events", description = "Publishing events to webhooks"),
+        (name = "deliveries", description = "Delivery state and attempts"),
     )
 )]
 struct ApiDoc;
@@ -60,6 +63,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(crate::tokens::api::routes())
         .nest("/kv", crate::kv::api::routes())
+        .merge(crate::webhooks::api::routes())
 }
 
 /// The whole application router, plus its OpenAPI document.

@@ -7,6 +7,7 @@
 
 mod core;
 mod kv;
+mod webhooks;
 
 use sqlx::{Executor, Row};
 
@@ -38,7 +39,7 @@ pub struct Component {
 }
 
 /// Every component, in the order their tables are created.
-const COMPONENTS: &[Component] = &[core::COMPONENT, kv::COMPONENT];
+const COMPONENTS: &[Component] = &[core::COMPONENT, kv::COMPONENT, webhooks::COMPONENT];
 
 /// The newest version of `component` this binary knows.
 pub fn latest_version(component: &str) -> i64 {

@@ -187,7 +187,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub admin_token: String,
     pub state: AppState,
-    #[expect(dead_code, reason = "held so the database lives as long as the app")]
+    /// Held so the database lives as long as the app.
     pub db: TestDb,
 }
 

@@ -254,6 +254,22 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/kv/{key}"),
     ("get", "/api/v1/kv/{key}/history"),
     ("post", "/api/v1/kv/{key}/rollback"),
+    ("get", "/api/v1/webhooks"),
+    ("post", "/api/v1/webhooks"),
+    ("get", "/api/v1/webhooks/{id}"),
+    ("patch", "/api/v1/webhooks/{id}"),
+    ("delete", "/api/v1/webhooks/{id}"),
+    ("post", "/api/v1/webhooks/{id}/rotate-secret"),
+    ("post", "/api/v1/webhooks/{id}/test"),
+    ("post", "/api/v1/webhooks/{id}/digest"),
+    ("post", "/api/v1/events"),
+    ("post", "/api/v1/events/route"),
+    ("get", "/api/v1/deliveries"),
+    ("get", "/api/v1/deliveries/{id}"),
+    ("post", "/api/v1/deliveries/{id}/retry"),
+    ("post", "/api/v1/deliveries/recover"),
+    ("post", "/api/v1/digest"),
+    ("post", "/api/v1/verify"),
 ];
 
 #[tokio::test]

@@ -8,3 +8,4 @@ mod kv;
 mod kv_instances;
 mod schema;
 mod tokens;
+mod webhooks;

@@ -1,0 +1,508 @@
+//! SQL for endpoints, events, deliveries and attempts, and nothing else.
+
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use super::model::{AttemptView, DeliveryView, Webhook};
+use crate::db::{AnyRow, Db, Dialect, flag};
+
+const WEBHOOK_COLUMNS: &str = "id, name, endpoint, events, secret_ct, prev_secret_ct, prev_secret_until, service, \
+     metadata, headers, is_active, description, disabled_reason, retry_schedule, failing_since, created_at, updated_at";
+
+fn decode_json<T: serde::de::DeserializeOwned>(r: &AnyRow, col: &str) -> Result<T, sqlx::Error> {
+    let text: String = r.try_get(col)?;
+    serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn webhook_from_row(r: &AnyRow) -> Result<Webhook, sqlx::Error> {
+    Ok(Webhook {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        endpoint: r.try_get("endpoint")?,
+        events: decode_json(r, "events")?,
+        secret_ct: r.try_get("secret_ct")?,
+        prev_secret_ct: r.try_get("prev_secret_ct")?,
+        prev_secret_until: r.try_get("prev_secret_until")?,
+        service: r.try_get("service")?,
+        metadata: decode_json(r, "metadata")?,
+        headers: decode_json(r, "headers")?,
+        is_active: r.try_get::<i64, _>("is_active")? != 0,
+        description: r.try_get("description")?,
+        disabled_reason: r.try_get("disabled_reason")?,
+        retry_schedule: r.try_get("retry_schedule")?,
+        failing_since: r.try_get("failing_since")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// Inserts or (when `exists`) updates an endpoint, and bumps the generation so every
+/// instance rebuilds its pattern index.
+pub async fn save(
+    db: &Db,
+    conn: &mut AnyConnection,
+    w: &Webhook,
+    exists: bool,
+) -> Result<(), sqlx::Error> {
+    let sql = if exists {
+        db.sql(
+            "UPDATE opshub_webhooks SET name = ?, endpoint = ?, events = ?, secret_ct = ?, prev_secret_ct = ?,
+             prev_secret_until = ?, service = ?, metadata = ?, headers = ?, is_active = ?, description = ?,
+             disabled_reason = ?, retry_schedule = ?, failing_since = ?, created_at = ?, updated_at = ? WHERE id = ?",
+        )
+    } else {
+        db.sql(
+            "INSERT INTO opshub_webhooks (name, endpoint, events, secret_ct, prev_secret_ct, prev_secret_until,
+             service, metadata, headers, is_active, description, disabled_reason, retry_schedule, failing_since,
+             created_at, updated_at, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+    };
+    sqlx::query(sql)
+        .bind(w.name.clone())
+        .bind(w.endpoint.clone())
+        .bind(serde_json::to_string(&w.events).unwrap_or_default())
+        .bind(w.secret_ct.clone())
+        .bind(w.prev_secret_ct.clone())
+        .bind(w.prev_secret_until.clone())
+        .bind(w.service.clone())
+        .bind(w.metadata.to_string())
+        .bind(serde_json::to_string(&w.headers).unwrap_or_default())
+        .bind(flag(w.is_active))
+        .bind(w.description.clone())
+        .bind(w.disabled_reason.clone())
+        .bind(w.retry_schedule.clone())
+        .bind(w.failing_since.clone())
+        .bind(w.created_at.clone())
+        .bind(w.updated_at.clone())
+        .bind(w.id.clone())
+        .execute(&mut *conn)
+        .await?;
+    bump_generation(db, conn).await
+}
+
+async fn bump_generation(db: &Db, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(db.sql("UPDATE opshub_webhooks_gen SET generation = generation + 1 WHERE id = 1"))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The endpoint-configuration generation (changes whenever any endpoint changes).
+pub async fn generation<'c>(
+    db: &Db,
+    exec: impl Executor<'c, Database = Any>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query(db.sql("SELECT generation FROM opshub_webhooks_gen WHERE id = 1"))
+        .fetch_one(exec)
+        .await?
+        .try_get("generation")
+}
+
+pub async fn delete(db: &Db, conn: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(db.sql("DELETE FROM opshub_webhooks WHERE id = ?"))
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    bump_generation(db, conn).await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn find<'c>(
+    db: &Db,
+    exec: impl Executor<'c, Database = Any>,
+    id: &str,
+) -> Result<Option<Webhook>, sqlx::Error> {
+    let sql = db.sql_dynamic(&format!(
+        "SELECT {WEBHOOK_COLUMNS} FROM opshub_webhooks WHERE id = ?"
+    ));
+    let row = sqlx::query(sql).bind(id).fetch_optional(exec).await?;
+    row.as_ref().map(webhook_from_row).transpose()
+}
+
+pub async fn list(db: &Db, after: Option<&str>, limit: u32) -> Result<Vec<Webhook>, sqlx::Error> {
+    let sql = db.sql_dynamic(&format!(
+        "SELECT {WEBHOOK_COLUMNS} FROM opshub_webhooks WHERE id > ? ORDER BY id LIMIT {limit}"
+    ));
+    let rows = sqlx::query(sql)
+        .bind(after.unwrap_or(""))
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter().map(webhook_from_row).collect()
+}
+
+/// Every endpoint (active or not), for the in-memory index and the sender's cache.
+pub async fn all(db: &Db) -> Result<Vec<Webhook>, sqlx::Error> {
+    let sql = db.sql_dynamic(&format!("SELECT {WEBHOOK_COLUMNS} FROM opshub_webhooks"));
+    let rows = sqlx::query(sql).fetch_all(db.pool()).await?;
+    rows.iter().map(webhook_from_row).collect()
+}
+
+/// Inserts an event; a duplicate id is a unique violation for the caller to resolve.
+pub async fn insert_event(
+    db: &Db,
+    conn: &mut AnyConnection,
+    id: &str,
+    ty: &str,
+    body: &str,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        db.sql("INSERT INTO opshub_events (id, type, body, created_at) VALUES (?, ?, ?, ?)"),
+    )
+    .bind(id)
+    .bind(ty)
+    .bind(body)
+    .bind(at)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// (type, created_at, number of deliveries) of an event.
+pub async fn find_event(db: &Db, id: &str) -> Result<Option<(String, String, i64)>, sqlx::Error> {
+    let row = sqlx::query(db.sql(
+        "SELECT e.type, e.created_at, (SELECT COUNT(*) FROM opshub_deliveries d WHERE d.event_id = e.id) AS n
+         FROM opshub_events e WHERE e.id = ?",
+    ))
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| {
+        Ok((
+            r.try_get("type")?,
+            r.try_get("created_at")?,
+            r.try_get("n")?,
+        ))
+    })
+    .transpose()
+}
+
+/// One pending delivery per webhook id for `event_id`, due at `at`.
+pub async fn insert_deliveries(
+    db: &Db,
+    conn: &mut AnyConnection,
+    event_id: &str,
+    webhook_ids: &[String],
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    for chunk in webhook_ids.chunks(500) {
+        let values = vec!["(?, ?, ?, 'pending', 0, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO opshub_deliveries (id, event_id, webhook_id, status, attempts, next_attempt_at, created_at, updated_at) VALUES {values}"
+        );
+        let mut q = sqlx::query(db.sql_dynamic(&sql));
+        for wid in chunk {
+            q = q
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(event_id)
+                .bind(wid.clone())
+                .bind(at)
+                .bind(at)
+                .bind(at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A delivery taken by a worker for one attempt.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub attempts: i64,
+    pub event_id: String,
+    pub webhook_id: String,
+    pub body: String,
+}
+
+/// Leases up to `limit` due deliveries to `worker` until `lease_until`. A lease that has run
+/// out (its worker died) makes the delivery claimable again.
+pub async fn claim(
+    db: &Db,
+    worker: &str,
+    now: &str,
+    lease_until: &str,
+    limit: u32,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    // The row locks are a dialect matter: PostgreSQL and MySQL skip rows another worker is
+    // claiming; SQLite has one writer at a time (BEGIN IMMEDIATE) and needs no row lock.
+    let lock = match db.dialect() {
+        Dialect::Postgres | Dialect::Mysql => " FOR UPDATE SKIP LOCKED",
+        Dialect::Sqlite => "",
+    };
+    let mut tx = db.begin_write().await?;
+    let select = format!(
+        "SELECT id FROM opshub_deliveries WHERE status = 'pending' AND next_attempt_at <= ?
+         AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at LIMIT {limit}{lock}"
+    );
+    let ids: Vec<String> = sqlx::query(db.sql_dynamic(&select))
+        .bind(now)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    let update = format!(
+        "UPDATE opshub_deliveries SET lease_until = ?, leased_by = ? WHERE id IN ({marks})"
+    );
+    let mut q = sqlx::query(db.sql_dynamic(&update))
+        .bind(lease_until)
+        .bind(worker);
+    for id in &ids {
+        q = q.bind(id.clone());
+    }
+    q.execute(&mut *tx).await?;
+    let fetch = format!(
+        "SELECT d.id, d.attempts, d.event_id, d.webhook_id, e.body FROM opshub_deliveries d
+         JOIN opshub_events e ON e.id = d.event_id WHERE d.id IN ({marks})"
+    );
+    let mut q = sqlx::query(db.sql_dynamic(&fetch));
+    for id in &ids {
+        q = q.bind(id.clone());
+    }
+    let rows = q.fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Claimed {
+                id: r.try_get("id")?,
+                attempts: r.try_get("attempts")?,
+                event_id: r.try_get("event_id")?,
+                webhook_id: r.try_get("webhook_id")?,
+                body: r.try_get("body")?,
+            })
+        })
+        .collect()
+}
+
+/// What one attempt changes: the delivery's new state and the attempt's log row.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_id: String,
+    pub attempt: i64,
+    pub started_at: String,
+    pub duration_ms: i64,
+    pub status_code: Option<i64>,
+    pub response_headers: String,
+    pub response_body: String,
+    pub error: Option<String>,
+    /// pending (retry at `next_attempt_at`), succeeded or failed.
+    pub new_status: &'static str,
+    pub next_attempt_at: String,
+    pub delivered_at: Option<String>,
+}
+
+/// Writes a batch of attempt outcomes in one transaction, releasing their leases.
+pub async fn record(
+    db: &Db,
+    worker: &str,
+    records: &[AttemptRecord],
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    for chunk in records.chunks(200) {
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO opshub_delivery_attempts (id, delivery_id, attempt, started_at, duration_ms, status_code,
+             response_headers, response_body, error, worker) VALUES {values}"
+        );
+        let mut q = sqlx::query(db.sql_dynamic(&sql));
+        for r in chunk {
+            q = q
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(r.delivery_id.clone())
+                .bind(r.attempt)
+                .bind(r.started_at.clone())
+                .bind(r.duration_ms)
+                .bind(r.status_code)
+                .bind(r.response_headers.clone())
+                .bind(r.response_body.clone())
+                .bind(r.error.clone())
+                .bind(worker);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for r in records {
+        sqlx::query(db.sql(
+            "UPDATE opshub_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_until = NULL,
+             leased_by = NULL, last_status = ?, last_error = ?, updated_at = ?, delivered_at = ? WHERE id = ?",
+        ))
+        .bind(r.new_status)
+        .bind(r.attempt)
+        .bind(r.next_attempt_at.clone())
+        .bind(r.status_code)
+        .bind(r.error.clone())
+        .bind(now)
+        .bind(r.delivered_at.clone())
+        .bind(r.delivery_id.clone())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// A success: the endpoint is healthy again (no-op when it already was).
+pub async fn clear_failing(db: &Db, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(db.sql("UPDATE opshub_webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL"))
+        .bind(id)
+        .execute(db.pool())
+        .await
+        .map(|_| ())
+}
+
+/// A failure: starts the failure clock if it is not running; returns when it started.
+pub async fn mark_failing(db: &Db, id: &str, now: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query(
+        db.sql(
+            "UPDATE opshub_webhooks SET failing_since = COALESCE(failing_since, ?) WHERE id = ?",
+        ),
+    )
+    .bind(now)
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    let row = sqlx::query(db.sql("SELECT failing_since FROM opshub_webhooks WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<Option<String>, _>("failing_since"))
+        .transpose()?
+        .flatten())
+}
+
+/// Disables an endpoint with a reason (and tells every instance's index).
+pub async fn disable(db: &Db, id: &str, reason: &str, now: &str) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query(db.sql("UPDATE opshub_webhooks SET is_active = 0, disabled_reason = ?, updated_at = ? WHERE id = ?"))
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    bump_generation(db, &mut tx).await?;
+    tx.commit().await
+}
+
+const DELIVERY_COLUMNS: &str = "d.id, d.event_id, e.type AS event_type, d.webhook_id, d.status, d.attempts, \
+     d.next_attempt_at, d.last_status, d.last_error, d.created_at, d.delivered_at";
+
+fn delivery_from_row(r: &AnyRow) -> Result<DeliveryView, sqlx::Error> {
+    let status: String = r.try_get("status")?;
+    Ok(DeliveryView {
+        id: r.try_get("id")?,
+        event_id: r.try_get("event_id")?,
+        event_type: r.try_get("event_type")?,
+        webhook_id: r.try_get("webhook_id")?,
+        next_attempt_at: if status == "pending" {
+            r.try_get("next_attempt_at")?
+        } else {
+            None
+        },
+        status,
+        attempts: r.try_get("attempts")?,
+        last_status: r.try_get("last_status")?,
+        last_error: r.try_get("last_error")?,
+        created_at: r.try_get("created_at")?,
+        delivered_at: r.try_get("delivered_at")?,
+    })
+}
+
+/// Deliveries newest first (by id, which is time-ordered), optionally filtered.
+pub async fn list_deliveries(
+    db: &Db,
+    webhook_id: Option<&str>,
+    status: Option<&str>,
+    before: Option<&str>,
+    limit: u32,
+) -> Result<Vec<DeliveryView>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM opshub_deliveries d JOIN opshub_events e ON e.id = d.event_id
+         WHERE (? = '' OR d.webhook_id = ?) AND (? = '' OR d.status = ?) AND (? = '' OR d.id < ?)
+         ORDER BY d.id DESC LIMIT {limit}"
+    );
+    let (w, s, b) = (
+        webhook_id.unwrap_or(""),
+        status.unwrap_or(""),
+        before.unwrap_or(""),
+    );
+    let rows = sqlx::query(db.sql_dynamic(&sql))
+        .bind(w)
+        .bind(w)
+        .bind(s)
+        .bind(s)
+        .bind(b)
+        .bind(b)
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter().map(delivery_from_row).collect()
+}
+
+pub async fn find_delivery(db: &Db, id: &str) -> Result<Option<DeliveryView>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM opshub_deliveries d JOIN opshub_events e ON e.id = d.event_id WHERE d.id = ?"
+    );
+    let row = sqlx::query(db.sql_dynamic(&sql))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(delivery_from_row).transpose()
+}
+
+pub async fn attempts(db: &Db, delivery_id: &str) -> Result<Vec<AttemptView>, sqlx::Error> {
+    let rows = sqlx::query(db.sql(
+        "SELECT attempt, started_at, duration_ms, status_code, response_headers, response_body, error
+         FROM opshub_delivery_attempts WHERE delivery_id = ? ORDER BY attempt",
+    ))
+    .bind(delivery_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AttemptView {
+                attempt: r.try_get("attempt")?,
+                started_at: r.try_get("started_at")?,
+                duration_ms: r.try_get("duration_ms")?,
+                status_code: r.try_get("status_code")?,
+                response_headers: decode_json(r, "response_headers")?,
+                response_body: r.try_get("response_body")?,
+                error: r.try_get("error")?,
+            })
+        })
+        .collect()
+}
+
+/// Puts deliveries back in the queue, due at `now`: one by id, or every failed one created
+/// in [since, until) (optionally of one webhook). Returns how many.
+pub async fn requeue(
+    db: &Db,
+    id: Option<&str>,
+    range: Option<(&str, &str, Option<&str>)>,
+    now: &str,
+) -> Result<u64, sqlx::Error> {
+    let q = match (id, range) {
+        (Some(id), _) => sqlx::query(db.sql(
+            "UPDATE opshub_deliveries SET status = 'pending', next_attempt_at = ?, lease_until = NULL, updated_at = ?
+             WHERE id = ? AND status <> 'pending'",
+        ))
+        .bind(now)
+        .bind(now)
+        .bind(id),
+        (None, Some((since, until, webhook))) => sqlx::query(db.sql(
+            "UPDATE opshub_deliveries SET status = 'pending', next_attempt_at = ?, lease_until = NULL, updated_at = ?
+             WHERE status = 'failed' AND created_at >= ? AND created_at < ? AND (? = '' OR webhook_id = ?)",
+        ))
+        .bind(now)
+        .bind(now)
+        .bind(since)
+        .bind(until)
+        .bind(webhook.unwrap_or(""))
+        .bind(webhook.unwrap_or("")),
+        (None, None) => return Ok(0),
+    };
+    Ok(q.execute(db.pool()).await?.rows_affected())
+}

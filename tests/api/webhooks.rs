@@ -1,0 +1,712 @@
+//! Outbound webhooks: validation, encrypted secrets, routing, the outbox and idempotency,
+//! signed delivery to a real receiver on loopback, retries on a controlled clock,
+//! Retry-After, 410, auto-disable, manual retry and recovery, SSRF refusals, digest/verify.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, StatusCode};
+use opshub::webhooks::{sign, worker};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::backend_tests;
+use crate::helpers::{Backend, Resp, TestApp};
+
+backend_tests!(
+    creates_validates_and_never_shows_the_secret_again,
+    publishes_in_an_outbox_with_idempotent_ids,
+    delivers_signed_standard_webhooks_to_the_receiver,
+    retries_on_the_schedule_and_logs_every_attempt,
+    honours_retry_after_and_disables_on_410,
+    disables_an_endpoint_failing_continuously_for_five_days,
+    manual_retry_and_time_range_recovery_requeue_failed_deliveries,
+    rotated_secret_signs_beside_the_new_one,
+);
+
+/// One scripted answer: status and extra headers.
+type Answer = (u16, Vec<(&'static str, String)>);
+
+/// A receiver on loopback that records every request and answers from a script (then 200).
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub seen: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+    pub script: Arc<Mutex<VecDeque<Answer>>>,
+    pub url: String,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let mut r = Receiver::default();
+        let state = r.clone();
+        let app = axum::Router::new().fallback(move |headers: HeaderMap, body: String| {
+            let state = state.clone();
+            async move {
+                state.seen.lock().expect("lock").push((headers, body));
+                let (status, extra) = state
+                    .script
+                    .lock()
+                    .expect("lock")
+                    .pop_front()
+                    .unwrap_or((200, vec![]));
+                let mut resp = axum::response::Response::new(axum::body::Body::from(format!(
+                    "answer {status}"
+                )));
+                *resp.status_mut() = StatusCode::from_u16(status).expect("status");
+                for (k, v) in extra {
+                    resp.headers_mut().insert(k, v.parse().expect("header"));
+                }
+                resp
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        r.url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("receiver") });
+        r
+    }
+
+    pub fn answer(&self, status: u16, headers: Vec<(&'static str, String)>) {
+        self.script
+            .lock()
+            .expect("lock")
+            .push_back((status, headers));
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().expect("lock").len()
+    }
+}
+
+/// An app whose worker is driven by the test, allowed to reach the loopback receiver.
+async fn spawn(backend: Backend) -> Option<TestApp> {
+    TestApp::spawn_with(
+        backend,
+        &[
+            ("OPSHUB_WEBHOOK_ALLOW_PRIVATE", "true"),
+            ("OPSHUB_WEBHOOK_WORKER", "false"),
+        ],
+    )
+    .await
+}
+
+async fn create(app: &TestApp, url: &str, events: Value) -> Value {
+    let r = app.post("/api/v1/webhooks", json!({"name": format!("hook-{}", uuid::Uuid::now_v7()), "endpoint": url, "events": events})).await;
+    r.assert_status(201);
+    r.json
+}
+
+async fn publish(app: &TestApp, ty: &str) -> Value {
+    let r = app
+        .post("/api/v1/events", json!({"type": ty, "payload": {"n": 1}}))
+        .await;
+    r.assert_status(202);
+    r.json
+}
+
+async fn round(app: &TestApp, at: OffsetDateTime) -> usize {
+    worker::run_once(&app.state, at)
+        .await
+        .expect("worker round")
+}
+
+fn later(secs: i64) -> OffsetDateTime {
+    OffsetDateTime::now_utc() + time::Duration::seconds(secs)
+}
+
+async fn creates_validates_and_never_shows_the_secret_again(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let ok = json!({"name": "billing", "endpoint": "https://hooks.example.com/in", "events": ["invoice.*"]});
+    let created = app.post("/api/v1/webhooks", ok.clone()).await;
+    created.assert_status(201);
+    let secret = created.json["secret"].as_str().expect("secret").to_string();
+    assert!(secret.starts_with("whsec_"));
+    let id = created.json["id"].as_str().expect("id").to_string();
+    for path in [
+        "/api/v1/webhooks".to_string(),
+        format!("/api/v1/webhooks/{id}"),
+    ] {
+        let r = app.get(&path).await;
+        assert!(
+            !r.text.contains(&secret) && !r.text.contains("secret"),
+            "{path}: {}",
+            r.text
+        );
+    }
+    let db = &app.state.db;
+    let ct: String = sqlx::query(db.sql("SELECT secret_ct FROM opshub_webhooks WHERE id = ?"))
+        .bind(&id)
+        .fetch_one(db.pool())
+        .await
+        .expect("row")
+        .get(0);
+    assert!(
+        ct.starts_with("v1:") && !ct.contains(&secret[6..]),
+        "encrypted at rest"
+    );
+    app.post("/api/v1/webhooks", ok)
+        .await
+        .assert_error(409, "webhook_name_taken");
+    let bad = |patch: Value| {
+        let mut b =
+            json!({"name": "x", "endpoint": "https://hooks.example.com/in", "events": ["a"]});
+        for (k, v) in patch.as_object().expect("obj") {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for (body, field) in [
+        (bad(json!({"endpoint": "not a url"})), "endpoint"),
+        (bad(json!({"endpoint": "ftp://example.com/x"})), "endpoint"),
+        (bad(json!({"events": []})), "events"),
+        (bad(json!({"events": ["user..created"]})), "events"),
+        (
+            bad(json!({"headers": {"webhook-signature": "x"}})),
+            "headers",
+        ),
+        (bad(json!({"secret": "not-whsec"})), "secret"),
+        (bad(json!({"metadata": [1]})), "metadata"),
+        (
+            bad(json!({"endpoint": "http://127.0.0.1:8080/x"})),
+            "endpoint",
+        ),
+        (
+            bad(json!({"endpoint": "http://169.254.169.254/latest"})),
+            "endpoint",
+        ),
+        (bad(json!({"endpoint": "http://10.1.2.3/x"})), "endpoint"),
+        (bad(json!({"endpoint": "http://[fd00::1]/x"})), "endpoint"),
+        (bad(json!({"endpoint": "http://100.64.0.1/x"})), "endpoint"),
+        (bad(json!({"endpoint": "http://localhost:9/x"})), "endpoint"),
+    ] {
+        let r = app.post("/api/v1/webhooks", body).await;
+        r.assert_error(422, "invalid_webhook");
+        assert_eq!(r.json["error"]["details"]["field"], field, "{}", r.text);
+    }
+    app.get("/api/v1/webhooks/nope")
+        .await
+        .assert_error(404, "webhook_not_found");
+    assert_eq!(
+        app.get("/api/v1/webhooks").await.json["items"]
+            .as_array()
+            .expect("items")
+            .len(),
+        1,
+        "nothing else written"
+    );
+    let patched = Resp::from(
+        app.req(Method::PATCH, &format!("/api/v1/webhooks/{id}"))
+            .json(&json!({"events": ["*"]}))
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(patched.json["events"], json!(["*"]));
+    let gone = Resp::from(
+        app.req(Method::DELETE, &format!("/api/v1/webhooks/{id}"))
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(gone.status, 204);
+}
+
+async fn publishes_in_an_outbox_with_idempotent_ids(backend: Backend) {
+    let Some(app) = spawn(backend).await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    create(&app, &rx.url, json!(["user.*"])).await;
+    create(&app, &rx.url, json!(["user.*.deleted", "order.created"])).await;
+    let inactive = create(&app, &rx.url, json!(["*"])).await;
+    let id = inactive["id"].as_str().expect("id");
+    app.req(Method::PATCH, &format!("/api/v1/webhooks/{id}"))
+        .json(&json!({"isActive": false}))
+        .send()
+        .await
+        .expect("sent");
+    let routed = app
+        .post(
+            "/api/v1/events/route",
+            json!({"type": "user.profile.deleted"}),
+        )
+        .await;
+    assert_eq!(routed.json.as_array().expect("list").len(), 2);
+    assert_eq!(
+        app.post("/api/v1/events/route", json!({"type": "user"}))
+            .await
+            .json,
+        json!([]),
+        "user.* needs a segment"
+    );
+    let first = app
+        .post(
+            "/api/v1/events",
+            json!({"type": "user.created", "payload": {"a": 1}, "id": "evt-42"}),
+        )
+        .await;
+    first.assert_status(202);
+    assert_eq!(
+        (
+            first.json["deliveries"].clone(),
+            first.json["duplicate"].clone()
+        ),
+        (json!(1), json!(false))
+    );
+    let again = app
+        .post(
+            "/api/v1/events",
+            json!({"type": "user.created", "payload": {"a": 2}, "id": "evt-42"}),
+        )
+        .await;
+    again.assert_status(200);
+    assert_eq!(
+        (
+            again.json["duplicate"].clone(),
+            again.json["createdAt"].clone()
+        ),
+        (json!(true), first.json["createdAt"].clone())
+    );
+    let all = app.get("/api/v1/deliveries").await;
+    assert_eq!(
+        all.json["items"].as_array().expect("items").len(),
+        1,
+        "a repeat creates no delivery"
+    );
+    for bad in [
+        json!({"type": "a..b", "payload": {}}),
+        json!({"type": "a.*", "payload": {}}),
+        json!({"type": "a", "payload": {}, "id": "sp ace"}),
+    ] {
+        app.post("/api/v1/events", bad)
+            .await
+            .assert_error(422, "invalid_event");
+    }
+    app.post("/api/v1/events", json!({"payload": {}}))
+        .await
+        .assert_error(422, "invalid_body");
+}
+
+async fn delivers_signed_standard_webhooks_to_the_receiver(backend: Backend) {
+    let Some(app) = spawn(backend).await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let hook = create(&app, &rx.url, json!(["invoice.paid"])).await;
+    let key = sign::parse_secret(hook["secret"].as_str().expect("secret")).expect("key");
+    let event = publish(&app, "invoice.paid").await;
+    assert_eq!(round(&app, later(0)).await, 1);
+    let seen = rx.seen.lock().expect("lock").clone();
+    let (headers, body) = &seen[0];
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .expect(n)
+            .to_str()
+            .expect("ascii")
+            .to_string()
+    };
+    assert_eq!(h("webhook-id"), event["id"].as_str().expect("id"));
+    assert_eq!(h("content-type"), "application/json");
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    sign::verify(
+        &[key.as_slice()],
+        &h("webhook-id"),
+        &h("webhook-timestamp"),
+        &h("webhook-signature"),
+        body.as_bytes(),
+        now,
+        300,
+    )
+    .expect("the signature verifies");
+    let v: Value = serde_json::from_str(body).expect("json body");
+    assert_eq!(
+        (v["type"].clone(), v["data"].clone()),
+        (json!("invoice.paid"), json!({"n": 1}))
+    );
+    assert!(v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let d = app.get("/api/v1/deliveries?status=succeeded").await;
+    let did = d.json["items"][0]["id"]
+        .as_str()
+        .expect("delivery")
+        .to_string();
+    let detail = app.get(&format!("/api/v1/deliveries/{did}")).await;
+    assert_eq!(detail.json["attemptsLog"][0]["statusCode"], 200);
+    assert_eq!(detail.json["attemptsLog"][0]["responseBody"], "answer 200");
+    assert_eq!(
+        round(&app, later(3600)).await,
+        0,
+        "a delivered event is not sent again"
+    );
+}
+
+async fn retries_on_the_schedule_and_logs_every_attempt(backend: Backend) {
+    let Some(app) = spawn(backend).await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    create(&app, &rx.url, json!(["*"])).await;
+    rx.answer(500, vec![("x-debug", "boom".into())]);
+    rx.answer(502, vec![]);
+    publish(&app, "a.b").await;
+    let t0 = OffsetDateTime::now_utc();
+    assert_eq!(round(&app, t0).await, 1);
+    // First retry after 5 s ± 20 %: not at +3.9 s, surely at +6.1 s.
+    assert_eq!(
+        round(&app, t0 + time::Duration::milliseconds(3900)).await,
+        0
+    );
+    assert_eq!(
+        round(&app, t0 + time::Duration::milliseconds(6100)).await,
+        1
+    );
+    // Second retry after 5 min ± 20 %.
+    let t1 = t0 + time::Duration::milliseconds(6100);
+    assert_eq!(round(&app, t1 + time::Duration::seconds(239)).await, 0);
+    assert_eq!(round(&app, t1 + time::Duration::seconds(361)).await, 1);
+    assert_eq!(rx.count(), 3);
+    let list = app.get("/api/v1/deliveries").await;
+    let d = &list.json["items"][0];
+    assert_eq!(
+        (d["status"].clone(), d["attempts"].clone()),
+        (json!("succeeded"), json!(3))
+    );
+    let detail = app
+        .get(&format!(
+            "/api/v1/deliveries/{}",
+            d["id"].as_str().expect("id")
+        ))
+        .await;
+    let log = detail.json["attemptsLog"].as_array().expect("log");
+    assert_eq!(
+        log.iter()
+            .map(|a| a["statusCode"].as_i64().expect("code"))
+            .collect::<Vec<_>>(),
+        [500, 502, 200]
+    );
+    assert_eq!(log[0]["error"], "HTTP 500");
+    assert!(
+        log[0]["responseHeaders"]
+            .as_array()
+            .expect("headers")
+            .iter()
+            .any(|h| h[0] == "x-debug" && h[1] == "boom")
+    );
+    assert!(log.iter().all(|a| a["durationMs"].as_i64().is_some()));
+}
+
+async fn honours_retry_after_and_disables_on_410(backend: Backend) {
+    let Some(app) = spawn(backend).await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let hook = create(&app, &rx.url, json!(["*"])).await;
+    rx.answer(503, vec![("retry-after", "120".into())]);
+    publish(&app, "a").await;
+    let t0 = OffsetDateTime::now_utc();
+    round(&app, t0).await;
+    assert_eq!(
+        round(&app, t0 + time::Duration::seconds(100)).await,
+        0,
+        "Retry-After asked for 120 s"
+    );
+    rx.answer(410, vec![]);
+    assert_eq!(round(&app, t0 + time::Duration::seconds(125)).await, 1);
+    let w = app
+        .get(&format!(
+            "/api/v1/webhooks/{}",
+            hook["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(w.json["isActive"], false);
+    assert!(
+        w.json["disabledReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("410")),
+        "{}",
+        w.text
+    );
+    publish(&app, "a").await;
+    assert_eq!(
+        app.get("/api/v1/deliveries?status=pending").await.json["items"],
+        json!([]),
+        "disabled endpoints get nothing"
+    );
+}
+
+async fn disables_an_endpoint_failing_continuously_for_five_days(backend: Backend) {
+    let Some(app) = spawn(backend).await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let hook = create(&app, &rx.url, json!(["*"])).await;
+    for _ in 0..3 {
+        rx.answer(500, vec![]);
+    }
+    publish(&app, "a").await;
+    let t0 = OffsetDateTime::now_utc();
+    round(&app, t0).await;
+    round(&app, t0 + time::Duration::days(2)).await;
+    let id = hook["id"].as_str().expect("id");
+    assert_eq!(
+        app.get(&format!("/api/v1/webhooks/{id}")).await.json["isActive"],
+        true,
+        "two days is not enough"
+    );
+    round(
+        &app,
+        t0 + time::Duration::days(5) + time::Duration::minutes(1),
+    )
+    .await;
+    let w = app.get(&format!("/api/v1/webhooks/{id}")).await;
+    assert_eq!(w.json["isActive"], false);
+    assert!(
+        w.json["disabledReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("5d") || r.contains("failed")),
+        "{}",
+        w.text
+    );
+    let re = Resp::from(
+        app.req(Method::PATCH, &format!("/api/v1/webhooks/{id}"))
+            .json(&json!({"isActive": true}))
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(
+        (
+            re.json["isActive"].clone(),
+            re.json["disabledReason"].clone()
+        ),
+        (json!(true), Value::Null)
+    );
+}
+
+async fn manual_retry_and_time_range_recovery_requeue_failed_deliveries(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(
+        backend,
+        &[
+            ("OPSHUB_WEBHOOK_ALLOW_PRIVATE", "true"),
+            ("OPSHUB_WEBHOOK_WORKER", "false"),
+            ("OPSHUB_WEBHOOK_RETRY_SCHEDULE", "5s"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    create(&app, &rx.url, json!(["*"])).await;
+    for _ in 0..4 {
+        rx.answer(500, vec![]);
+    }
+    publish(&app, "a").await;
+    publish(&app, "b").await;
+    let t0 = OffsetDateTime::now_utc();
+    round(&app, t0).await;
+    round(&app, t0 + time::Duration::seconds(10)).await;
+    let failed = app.get("/api/v1/deliveries?status=failed").await;
+    let ids: Vec<String> = failed.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|d| d["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "one retry then failed: {}", failed.text);
+    let r = app
+        .post(&format!("/api/v1/deliveries/{}/retry", ids[0]), json!({}))
+        .await;
+    r.assert_status(202);
+    assert_eq!(r.json["status"], "pending");
+    app.post(&format!("/api/v1/deliveries/{}/retry", ids[0]), json!({}))
+        .await
+        .assert_error(409, "delivery_pending");
+    app.post("/api/v1/deliveries/nope/retry", json!({}))
+        .await
+        .assert_error(404, "delivery_not_found");
+    let since = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let since = since
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("fmt");
+    let rec = app
+        .post("/api/v1/deliveries/recover", json!({"since": since}))
+        .await;
+    assert_eq!(rec.json["requeued"], 1, "the other failed one");
+    app.post("/api/v1/deliveries/recover", json!({"since": "yesterday"}))
+        .await
+        .assert_error(422, "invalid_range");
+    assert_eq!(round(&app, later(1)).await, 2);
+    assert_eq!(
+        app.get("/api/v1/deliveries?status=succeeded").await.json["items"]
+            .as_array()
+            .expect("items")
+            .len(),
+        2
+    );
+}
+
+async fn rotated_secret_signs_beside_the_new_one(backend: Backend) {
+    let Some(app) = spawn(backend).await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let hook = create(&app, &rx.url, json!(["*"])).await;
+    let old = sign::parse_secret(hook["secret"].as_str().expect("secret")).expect("key");
+    let rotated = app
+        .post(
+            &format!(
+                "/api/v1/webhooks/{}/rotate-secret",
+                hook["id"].as_str().expect("id")
+            ),
+            json!({}),
+        )
+        .await;
+    rotated.assert_status(200);
+    let new = sign::parse_secret(rotated.json["secret"].as_str().expect("secret")).expect("key");
+    assert_ne!(old, new);
+    publish(&app, "a").await;
+    round(&app, later(0)).await;
+    let (headers, body) = rx.seen.lock().expect("lock")[0].clone();
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .expect(n)
+            .to_str()
+            .expect("ascii")
+            .to_string()
+    };
+    let sig = h("webhook-signature");
+    assert_eq!(
+        sig.split(' ').count(),
+        2,
+        "two signatures during rotation: {sig}"
+    );
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    for key in [&old, &new] {
+        sign::verify(
+            &[key.as_slice()],
+            &h("webhook-id"),
+            &h("webhook-timestamp"),
+            &sig,
+            body.as_bytes(),
+            now,
+            300,
+        )
+        .expect("each key verifies");
+    }
+}
+
+#[tokio::test]
+async fn digest_reproduces_the_svix_test_vector_and_verify_checks_it() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let req = json!({"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "payload": "{\"test\": 2432232314}",
+        "id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "timestamp": 1614265330});
+    let d = app.post("/api/v1/digest", req).await;
+    d.assert_status(200);
+    assert_eq!(
+        d.json["headers"]["webhook-signature"],
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    );
+    let fresh = app
+        .post(
+            "/api/v1/digest",
+            json!({"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "payload": {"a": 1}}),
+        )
+        .await;
+    let headers = fresh.json["headers"].clone();
+    let check = |payload: &str| json!({"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "headers": headers, "payload": payload});
+    assert_eq!(
+        app.post("/api/v1/verify", check("{\"a\":1}")).await.json["valid"],
+        true
+    );
+    let tampered = app.post("/api/v1/verify", check("{\"a\":2}")).await;
+    assert_eq!(tampered.json["valid"], false);
+    assert!(tampered.json["reason"].is_string());
+    app.post("/api/v1/digest", json!({"payload": {}}))
+        .await
+        .assert_error(422, "invalid_digest");
+    app.post(
+        "/api/v1/digest",
+        json!({"secret": "whsec_x", "payload": {}}),
+    )
+    .await
+    .assert_error(422, "invalid_secret");
+}
+
+#[tokio::test]
+async fn refuses_at_send_time_a_name_that_resolves_to_loopback() {
+    // Created while private targets are allowed, sent by an instance where they are not.
+    let Some(permissive) = spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let port = rx
+        .url
+        .split(':')
+        .nth(2)
+        .and_then(|p| p.split('/').next())
+        .expect("port");
+    let Some(name) = ["runsc", "vm", "ip6-localhost", "localhost.localdomain"]
+        .into_iter()
+        .find(|n| {
+            std::net::ToSocketAddrs::to_socket_addrs(&(*n, 80))
+                .is_ok_and(|mut a| a.all(|a| a.ip().is_loopback()))
+        })
+    else {
+        eprintln!("skipping: no host name here resolves to loopback");
+        return;
+    };
+    create(
+        &permissive,
+        &format!("http://{name}:{port}/hook"),
+        json!(["*"]),
+    )
+    .await;
+    let strict_cfg =
+        crate::helpers::test_config(&permissive.db, &[("OPSHUB_WEBHOOK_WORKER", "false")]);
+    let strict = opshub::app::App::build(strict_cfg)
+        .await
+        .expect("strict app");
+    let r = strict.state.clone();
+    let refused = opshub::webhooks::create(
+        &r,
+        serde_json::from_value(
+            json!({"name": "n", "endpoint": format!("http://{name}:{port}/x"), "events": ["*"]}),
+        )
+        .expect("req"),
+    )
+    .await;
+    assert!(
+        refused.is_err(),
+        "refused at creation: the name resolves to loopback"
+    );
+    publish(&permissive, "a").await;
+    assert_eq!(
+        worker::run_once(&strict.state, later(0))
+            .await
+            .expect("round"),
+        1
+    );
+    assert_eq!(rx.count(), 0, "nothing reached the loopback receiver");
+    // A refused name is retried later (its DNS may change), never sent to the private address.
+    let d = permissive.get("/api/v1/deliveries").await;
+    assert_eq!(d.json["items"][0]["status"], "pending");
+    assert!(
+        d.json["items"][0]["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("private")),
+        "{}",
+        d.text
+    );
+}
