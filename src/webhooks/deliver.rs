@@ -151,7 +151,7 @@ impl Sender {
     deprecated,
     reason = "ring lacks post-quantum key exchange; see docs/decisions.md"
 )]
-fn install_tls_provider() {
+pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

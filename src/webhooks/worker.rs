@@ -44,7 +44,9 @@ pub async fn run(app: AppState) {
 
 /// One round at time `now`: lease, send, record. Returns how many deliveries it handled.
 pub async fn run_once(app: &AppState, now: OffsetDateTime) -> anyhow::Result<usize> {
-    let lease = i64::try_from(app.config.webhook_timeout_secs).unwrap_or(15) + 10;
+    // Longer than one attempt can take, short enough that a dead worker's work moves on
+    // within seconds.
+    let lease = i64::try_from(app.config.webhook_timeout_secs).unwrap_or(15) + 5;
     let now_text = time::format(now);
     let lease_until = time::format(now + ::time::Duration::seconds(lease));
     let worker = app.webhooks.worker_id.clone();

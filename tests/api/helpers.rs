@@ -47,6 +47,8 @@ impl TestDb {
     /// A fresh database, or `None` (with the reason printed) when the backend is not
     /// configured on this machine. Panics in CI, where every backend must run.
     pub async fn create(backend: Backend) -> Option<TestDb> {
+        // reqwest here has no bundled TLS provider (see webhooks::deliver); test clients too.
+        opshub::webhooks::deliver::install_tls_provider();
         let dir =
             std::env::temp_dir().join(format!("opshub-test-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).expect("temp dir");

@@ -9,3 +9,4 @@ mod kv_instances;
 mod schema;
 mod tokens;
 mod webhooks;
+mod webhooks_e2e;

@@ -35,16 +35,20 @@ pub struct Receiver {
     pub seen: Arc<Mutex<Vec<(HeaderMap, String)>>>,
     pub script: Arc<Mutex<VecDeque<Answer>>>,
     pub url: String,
+    /// Signalled on every request, so a test can await progress instead of sleeping.
+    pub arrived: Arc<tokio::sync::Notify>,
 }
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        opshub::webhooks::deliver::install_tls_provider();
         let mut r = Receiver::default();
         let state = r.clone();
         let app = axum::Router::new().fallback(move |headers: HeaderMap, body: String| {
             let state = state.clone();
             async move {
                 state.seen.lock().expect("lock").push((headers, body));
+                state.arrived.notify_waiters();
                 let (status, extra) = state
                     .script
                     .lock()
@@ -78,6 +82,39 @@ impl Receiver {
 
     pub fn count(&self) -> usize {
         self.seen.lock().expect("lock").len()
+    }
+
+    /// How many times each message id (webhook-id) arrived.
+    pub fn per_id(&self) -> std::collections::HashMap<String, usize> {
+        let mut m = std::collections::HashMap::new();
+        for (h, _) in self.seen.lock().expect("lock").iter() {
+            let id = h
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            *m.entry(id).or_default() += 1;
+        }
+        m
+    }
+
+    /// Waits (without sleeping) until `done` holds, or panics after `within`.
+    pub async fn wait_until(&self, within: std::time::Duration, done: impl Fn(&Receiver) -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.arrived.notified();
+            if done(self) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                assert!(
+                    done(self),
+                    "not done within {within:?}; {} requests seen",
+                    self.count()
+                );
+                return;
+            }
+        }
     }
 }
 
