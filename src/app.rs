@@ -72,7 +72,7 @@ impl App {
             crate::tokens::bootstrap(&db, config.admin_token.as_deref()).await?;
         let state = AppState::new(config, db, keys);
         crate::kv::watch::spawn(&state);
-        if state.config.webhook_worker {
+        for _ in 0..state.config.webhook_workers {
             state
                 .tasks
                 .spawn(crate::webhooks::worker::run(state.clone()));

@@ -23,7 +23,7 @@
 //! | `OPSHUB_WEBHOOK_RETRY_SCHEDULE` | `5s,5m,30m,2h,5h,10h,10h` | delays between attempts (±20 % jitter) |
 //! | `OPSHUB_WEBHOOK_DISABLE_AFTER_HOURS` | `120` | disable an endpoint failing continuously this long |
 //! | `OPSHUB_WEBHOOK_CONCURRENCY` | `64` | deliveries in flight per process |
-//! | `OPSHUB_WEBHOOK_WORKER` | `true` | whether `serve` runs the delivery worker |
+//! | `OPSHUB_WEBHOOK_WORKERS` | `4` | delivery loops per `serve` process (0: this instance only serves the API) |
 //! | `OPSHUB_CONFIG` | `opshub.toml` | the optional configuration file |
 //!
 //! The test harness also reads `OPSHUB_TEST_POSTGRES_URL` and `OPSHUB_TEST_MYSQL_URL`.
@@ -111,7 +111,7 @@ pub const SETTINGS: &[Setting] = &[
         "OPSHUB_WEBHOOK_CONCURRENCY",
         Some("64"),
     ),
-    setting("webhook_worker", "OPSHUB_WEBHOOK_WORKER", Some("true")),
+    setting("webhook_workers", "OPSHUB_WEBHOOK_WORKERS", Some("4")),
 ];
 
 /// Variables that are not settings but are still opshub's (so not warned about).
@@ -160,7 +160,7 @@ pub struct Config {
     pub webhook_retry_schedule: crate::webhooks::retry::RetrySchedule,
     pub webhook_disable_after: std::time::Duration,
     pub webhook_concurrency: usize,
-    pub webhook_worker: bool,
+    pub webhook_workers: usize,
     /// Each setting's source, for `opshub config`.
     pub sources: BTreeMap<&'static str, Source>,
     /// Problems worth a warning once logging is up (unknown variables or file keys).
@@ -301,7 +301,7 @@ impl Config {
                 "webhook_concurrency",
                 1..=4096,
             )?,
-            webhook_worker: parse_bool(take("webhook_worker"), "webhook_worker")?,
+            webhook_workers: parse_num(take("webhook_workers"), "webhook_workers", 0..=64)?,
             sources,
             warnings,
         })
@@ -332,7 +332,7 @@ impl Config {
                     Some((self.webhook_disable_after.as_secs() / 3600).to_string())
                 }
                 "webhook_concurrency" => Some(self.webhook_concurrency.to_string()),
-                "webhook_worker" => Some(self.webhook_worker.to_string()),
+                "webhook_workers" => Some(self.webhook_workers.to_string()),
                 _ => None,
             };
             match raw {

@@ -100,8 +100,11 @@ impl Db {
                         conn.execute(SQLITE_PRAGMAS).await?;
                     }
                     if dialect == Dialect::Mysql {
-                        // ANSI_QUOTES would break our quoting; make the session predictable.
+                        // READ COMMITTED, as PostgreSQL: no gap locks from empty range scans
+                        // in queue claims, and each statement sees the latest commits.
                         conn.execute("SET SESSION time_zone = '+00:00'").await?;
+                        conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                            .await?;
                     }
                     Ok(())
                 })
@@ -154,11 +157,12 @@ impl Db {
 
     /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so two writers queue on
     /// the busy timeout instead of one failing when its read lock cannot be upgraded.
-    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
-        match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            _ => self.pool.begin().await,
-        }
+    pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        let tx = match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            _ => self.pool.begin().await?,
+        };
+        Ok(WriteTx { tx: Some(tx) })
     }
 
     /// Checks the database answers (for `/readyz`).
@@ -171,6 +175,54 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// A write transaction that is rolled back at once when dropped uncommitted (an early
+/// return or an error). A plain sqlx transaction only queues its rollback until its
+/// connection is next used, and keeps its locks meanwhile: SQLite's write lock, MySQL's
+/// next-key locks (which made `SKIP LOCKED` claims skip due rows).
+pub struct WriteTx {
+    tx: Option<Transaction<'static, Any>>,
+}
+
+impl WriteTx {
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        match self.tx.take() {
+            Some(tx) => tx.commit().await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        self.tx
+            .as_ref()
+            .expect("a WriteTx holds its transaction until commit consumes it")
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        self.tx
+            .as_mut()
+            .expect("a WriteTx holds its transaction until commit consumes it")
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                if let Err(e) = tx.rollback().await {
+                    tracing::warn!(error = %e, "rollback of an abandoned transaction failed");
+                }
+            });
+        }
     }
 }
 

@@ -372,7 +372,7 @@ pub async fn publish(app: &AppState, new: NewEvent) -> ApiResult<EventView> {
     store::insert_deliveries(&app.db, &mut tx, &id, &targets, &now).await?;
     tx.commit().await?;
     if !targets.is_empty() {
-        app.webhooks.wake.notify_one();
+        app.webhooks.wake.notify_waiters();
     }
     Ok(EventView {
         id,
@@ -443,7 +443,7 @@ pub async fn send_test(app: &AppState, id: &str) -> ApiResult<DeliveryView> {
     )
     .await?;
     tx.commit().await?;
-    app.webhooks.wake.notify_one();
+    app.webhooks.wake.notify_waiters();
     let page = store::list_deliveries(&app.db, Some(&w.id), None, None, 1).await?;
     page.into_iter()
         .next()
@@ -495,7 +495,7 @@ pub async fn retry(app: &AppState, id: &str) -> ApiResult<DeliveryDetail> {
         ));
     }
     store::requeue(&app.db, Some(id), None, &time::now()).await?;
-    app.webhooks.wake.notify_one();
+    app.webhooks.wake.notify_waiters();
     delivery(app, id).await
 }
 
@@ -519,7 +519,7 @@ pub async fn recover(app: &AppState, req: model::RecoverRequest) -> ApiResult<u6
     )
     .await?;
     if n > 0 {
-        app.webhooks.wake.notify_one();
+        app.webhooks.wake.notify_waiters();
     }
     Ok(n)
 }

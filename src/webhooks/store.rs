@@ -243,6 +243,8 @@ pub async fn claim(
         .map(|r| r.try_get("id"))
         .collect::<Result<_, _>>()?;
     if ids.is_empty() {
+        // Commit (not drop): release any range locks the empty scan took, right now.
+        tx.commit().await?;
         return Ok(Vec::new());
     }
     let marks = vec!["?"; ids.len()].join(", ");
@@ -326,7 +328,15 @@ pub async fn record(
         }
         q.execute(&mut *tx).await?;
     }
+    // Successes (nearly all records) become one statement per status code; the rest one
+    // statement each.
+    let mut succeeded: std::collections::BTreeMap<Option<i64>, Vec<&AttemptRecord>> =
+        Default::default();
     for r in records {
+        if r.new_status == "succeeded" {
+            succeeded.entry(r.status_code).or_default().push(r);
+            continue;
+        }
         sqlx::query(db.sql(
             "UPDATE opshub_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_until = NULL,
              leased_by = NULL, last_status = ?, last_error = ?, updated_at = ?, delivered_at = ? WHERE id = ?",
@@ -341,6 +351,23 @@ pub async fn record(
         .bind(r.delivery_id.clone())
         .execute(&mut *tx)
         .await?;
+    }
+    for (status, group) in succeeded {
+        for chunk in group.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "UPDATE opshub_deliveries SET status = 'succeeded', attempts = attempts + 1, lease_until = NULL,
+                 leased_by = NULL, last_status = ?, last_error = NULL, updated_at = ?, delivered_at = ? WHERE id IN ({marks})"
+            );
+            let mut q = sqlx::query(db.sql_dynamic(&sql))
+                .bind(status)
+                .bind(now)
+                .bind(now);
+            for r in chunk {
+                q = q.bind(r.delivery_id.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
     }
     tx.commit().await
 }

@@ -1,7 +1,8 @@
 //! The delivery worker: `run_once` leases a batch of due deliveries, sends them
 //! concurrently outside any transaction, and records every outcome in one transaction;
 //! `run` is a dumb loop around it that sleeps until a publish wakes it (or a second
-//! passes, for retries and other instances' events). A worker that dies loses its leases
+//! passes, for retries and other instances' events). Several loops run per process so
+//! that one sends while another claims or records. A worker that dies loses its leases
 //! when they run out, and the deliveries go to whoever claims next.
 
 use std::collections::HashMap;

@@ -27,7 +27,18 @@ pub struct Server {
     pub child: Child,
     pub addr: String,
     pub token: Option<String>,
-    pub logs: std::thread::JoinHandle<String>,
+    logs: Option<std::thread::JoinHandle<String>>,
+}
+
+/// A test that fails midway must not leave a server running: it would keep delivering to
+/// loopback ports that later tests reuse.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Server {
@@ -75,7 +86,7 @@ impl Server {
             child,
             addr,
             token,
-            logs,
+            logs: Some(logs),
         }
     }
 
@@ -86,7 +97,12 @@ impl Server {
             .status()
             .expect("kill");
         let status = self.child.wait().expect("wait");
-        (status, self.logs.join().expect("logs"))
+        let logs = self
+            .logs
+            .take()
+            .map(|h| h.join().expect("logs"))
+            .unwrap_or_default();
+        (status, logs)
     }
 }
 

@@ -124,7 +124,7 @@ async fn spawn(backend: Backend) -> Option<TestApp> {
         backend,
         &[
             ("OPSHUB_WEBHOOK_ALLOW_PRIVATE", "true"),
-            ("OPSHUB_WEBHOOK_WORKER", "false"),
+            ("OPSHUB_WEBHOOK_WORKERS", "0"),
         ],
     )
     .await
@@ -533,7 +533,7 @@ async fn manual_retry_and_time_range_recovery_requeue_failed_deliveries(backend:
         backend,
         &[
             ("OPSHUB_WEBHOOK_ALLOW_PRIVATE", "true"),
-            ("OPSHUB_WEBHOOK_WORKER", "false"),
+            ("OPSHUB_WEBHOOK_WORKERS", "0"),
             ("OPSHUB_WEBHOOK_RETRY_SCHEDULE", "5s"),
         ],
     )
@@ -711,7 +711,7 @@ async fn refuses_at_send_time_a_name_that_resolves_to_loopback() {
     )
     .await;
     let strict_cfg =
-        crate::helpers::test_config(&permissive.db, &[("OPSHUB_WEBHOOK_WORKER", "false")]);
+        crate::helpers::test_config(&permissive.db, &[("OPSHUB_WEBHOOK_WORKERS", "0")]);
     let strict = opshub::app::App::build(strict_cfg)
         .await
         .expect("strict app");

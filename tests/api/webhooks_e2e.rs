@@ -37,13 +37,41 @@ async fn create_hook(client: &reqwest::Client, addr: &str, url: &str) {
     assert_eq!(r.status(), 201);
 }
 
+/// Acknowledged publishes so far, and a signal when they reach `at`.
+#[derive(Clone)]
+struct Progress {
+    acked: Arc<Mutex<Vec<String>>>,
+    at: usize,
+    reached: Arc<tokio::sync::Notify>,
+}
+
+impl Progress {
+    fn new(at: usize) -> Progress {
+        Progress {
+            acked: Arc::default(),
+            at,
+            reached: Arc::default(),
+        }
+    }
+}
+
 /// Publishes events `from..to` over `workers` connections to `addrs` (round robin) and
 /// returns the ids acknowledged with 202; stops quietly when the server goes away.
 async fn publish_range(addrs: Vec<String>, from: usize, to: usize, workers: usize) -> Vec<String> {
-    let acked = Arc::new(Mutex::new(Vec::new()));
+    publish_with(addrs, from, to, workers, Progress::new(usize::MAX)).await
+}
+
+async fn publish_with(
+    addrs: Vec<String>,
+    from: usize,
+    to: usize,
+    workers: usize,
+    progress: Progress,
+) -> Vec<String> {
+    let acked = progress.acked.clone();
     let tasks: Vec<_> = (0..workers)
         .map(|w| {
-            let (addrs, acked) = (addrs.clone(), acked.clone());
+            let (addrs, acked, progress) = (addrs.clone(), acked.clone(), progress.clone());
             tokio::spawn(async move {
                 let client = reqwest::Client::new();
                 for i in (from + w..to).step_by(workers) {
@@ -56,7 +84,13 @@ async fn publish_range(addrs: Vec<String>, from: usize, to: usize, workers: usiz
                         .send()
                         .await;
                     match r {
-                        Ok(r) if r.status() == 202 => acked.lock().expect("lock").push(id),
+                        Ok(r) if r.status() == 202 => {
+                            let mut a = acked.lock().expect("lock");
+                            a.push(id);
+                            if a.len() == progress.at {
+                                progress.reached.notify_one();
+                            }
+                        }
                         _ => return,
                     }
                 }
