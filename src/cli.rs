@@ -13,6 +13,7 @@ use crate::app::App;
 use crate::config::{Config, ConfigError, Flags};
 use crate::db::Db;
 use crate::error::{ApiError, exit};
+use crate::migrations::cli::MigrateCmd;
 use crate::tokens::cli::TokenCmd;
 
 #[derive(Debug, Parser)]
@@ -57,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Manage and run schema migrations
+    Migrate {
+        #[command(subcommand)]
+        cmd: MigrateCmd,
+    },
     /// Print the effective configuration (secrets masked) and where each value came from
     Config,
 }
@@ -88,6 +94,14 @@ pub struct UsageError(pub String);
 
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
+}
+
+/// An error that carries its own exit code (SPEC §1: 3 pending, 4 validation, 6 dirty, …).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Coded {
+    pub exit: i32,
+    pub message: String,
 }
 
 /// Entry point of the binary; returns the process exit code.
@@ -143,6 +157,7 @@ async fn dispatch(ctx: Ctx, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => serve(ctx).await,
         Command::Token { cmd } => crate::tokens::cli::run(&ctx, cmd).await,
+        Command::Migrate { cmd } => crate::migrations::cli::run(&ctx, cmd).await,
         Command::Config => print_config(&ctx),
     }
 }
@@ -151,6 +166,9 @@ async fn dispatch(ctx: Ctx, command: Command) -> anyhow::Result<()> {
 /// else that failed is 1.
 fn report(e: &anyhow::Error) -> i32 {
     eprintln!("opshub: {e:#}");
+    if let Some(c) = e.downcast_ref::<Coded>() {
+        return c.exit;
+    }
     if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<ConfigError>().is_some() {
         return exit::USAGE;
     }

@@ -17,6 +17,7 @@
 //! | `OPSHUB_MAX_BODY_BYTES` | `1048576` | largest accepted API request body |
 //! | `OPSHUB_REQUEST_TIMEOUT_SECS` | `30` | per-request time limit of the API |
 //! | `OPSHUB_DB_POOL_SIZE` | `16` | database connections per process |
+//! | `OPSHUB_MIGRATION_LOCK_TIMEOUT_SECS` | `60` | how long a migration run waits for the migration lock |
 //! | `OPSHUB_CONFIG` | `opshub.toml` | the optional configuration file |
 //!
 //! The test harness also reads `OPSHUB_TEST_POSTGRES_URL` and `OPSHUB_TEST_MYSQL_URL`.
@@ -73,6 +74,11 @@ pub const SETTINGS: &[Setting] = &[
         Some("30"),
     ),
     setting("db_pool_size", "OPSHUB_DB_POOL_SIZE", Some("16")),
+    setting(
+        "migration_lock_timeout_secs",
+        "OPSHUB_MIGRATION_LOCK_TIMEOUT_SECS",
+        Some("60"),
+    ),
 ];
 
 /// Variables that are not settings but are still opshub's (so not warned about).
@@ -115,6 +121,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
     pub db_pool_size: u32,
+    pub migration_lock_timeout_secs: u64,
     /// Each setting's source, for `opshub config`.
     pub sources: BTreeMap<&'static str, Source>,
     /// Problems worth a warning once logging is up (unknown variables or file keys).
@@ -220,6 +227,11 @@ impl Config {
                 1..=3600,
             )?,
             db_pool_size: parse_num(take("db_pool_size"), "db_pool_size", 1..=1000)?,
+            migration_lock_timeout_secs: parse_num(
+                take("migration_lock_timeout_secs"),
+                "migration_lock_timeout_secs",
+                0..=86_400,
+            )?,
             sources,
             warnings,
         })
@@ -243,6 +255,7 @@ impl Config {
                 "max_body_bytes" => Some(self.max_body_bytes.to_string()),
                 "request_timeout_secs" => Some(self.request_timeout_secs.to_string()),
                 "db_pool_size" => Some(self.db_pool_size.to_string()),
+                "migration_lock_timeout_secs" => Some(self.migration_lock_timeout_secs.to_string()),
                 _ => None,
             };
             match raw {

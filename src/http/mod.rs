@@ -37,6 +37,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     tags(
         (name = "meta", description = "Health, readiness and metrics"),
         (name = "tokens", description = "API tokens (admin scope)"),
+        (name = "migrations", description = "Versioned schema migrations: records, run, rollback, status, validation, history"),
     )
 )]
 struct ApiDoc;
@@ -56,7 +57,9 @@ impl utoipa::Modify for BearerAuth {
 
 /// The authenticated `/api/v1` routes of every module.
 fn api_v1() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(crate::tokens::api::routes())
+    OpenApiRouter::new()
+        .merge(crate::tokens::api::routes())
+        .merge(crate::migrations::api::routes())
 }
 
 /// The whole application router, plus its OpenAPI document.

@@ -4,5 +4,6 @@ mod helpers;
 
 mod binary;
 mod http;
+mod migrations;
 mod schema;
 mod tokens;
