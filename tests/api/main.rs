@@ -5,5 +5,6 @@ mod helpers;
 mod binary;
 mod http;
 mod migrations;
+mod migrations_scripts;
 mod schema;
 mod tokens;
