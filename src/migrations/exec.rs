@@ -80,11 +80,17 @@ impl Exec<'_> {
 
     async fn mysql_transaction(&mut self, step: &Step, dir: Direction) -> ApiResult<Outcome> {
         let (db, started, t0) = (self.db, time::now(), Instant::now());
+        let id = step.migration.id.clone();
         let mut info = progress(step, dir, 0, &started);
-        // Committed before anything runs: a crash mid-way then shows as dirty.
-        store::set_progress(db, db.pool(), &step.migration.id, &info, &started).await?;
         let mut tx = begin(db, self.lock.work().await?).await?;
         for (i, s) in step.statements.iter().enumerate() {
+            let commits = commits_implicitly(&s.text);
+            if commits {
+                // Committed on another connection before a statement that commits
+                // implicitly: a crash from here on shows as dirty.
+                let marker = progress(step, dir, i, &started);
+                store::set_progress(db, db.pool(), &id, &marker, &time::now()).await?;
+            }
             if let Err(e) = sqlx::raw_sql(AssertSqlSafe(s.text.clone()))
                 .execute(&mut *tx)
                 .await
@@ -101,8 +107,8 @@ impl Exec<'_> {
                     .await;
             }
             info = progress(step, dir, i + 1, &started);
-            if commits_implicitly(&s.text) {
-                store::set_progress(db, db.pool(), &step.migration.id, &info, &time::now()).await?;
+            if commits {
+                store::set_progress(db, db.pool(), &id, &info, &time::now()).await?;
             }
         }
         let ms = elapsed_ms(t0);

@@ -5,6 +5,7 @@ mod helpers;
 mod binary;
 mod http;
 mod migrations;
+mod migrations_cli;
 mod migrations_scripts;
 mod schema;
 mod tokens;
