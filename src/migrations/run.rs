@@ -44,6 +44,13 @@ impl Runner {
             let steps = plan::up(&all, opts, dialect).map_err(refusal)?;
             return Ok(dry(Direction::Up, &steps));
         }
+        // Nothing to do in one consistent snapshot: answer without the lock. That run is
+        // indistinguishable from one ordered before any concurrent change, and it keeps
+        // the usual deploy-time no-op free of lock writes. Anything else locks and re-plans.
+        let snapshot = sorted(store::all(db, db.pool()).await?);
+        if matches!(plan::up(&snapshot, opts, dialect), Ok(ref s) if s.is_empty()) {
+            return Ok(dry(Direction::Up, &[]).not_dry());
+        }
         let mut lock = self.lock(db, opts.lock_timeout).await?;
         let result = async {
             let all = sorted(store::all(db, &mut **lock.conn()).await?);
@@ -240,6 +247,13 @@ fn single_report(dir: Direction, m: &Migration, outcome: Outcome) -> RunReport {
 pub fn sorted(mut all: Vec<Migration>) -> Vec<Migration> {
     all.sort_by(super::model::order);
     all
+}
+
+impl RunReport {
+    fn not_dry(mut self) -> RunReport {
+        self.dry_run = false;
+        self
+    }
 }
 
 fn dry(direction: Direction, steps: &[Step]) -> RunReport {
