@@ -60,6 +60,7 @@ pg_each=$(measure "$pg_setup" "psql -q -X -v ON_ERROR_STOP=1 -f $work/commits.sq
 pg_up=$(measure "$pg_import" "opshub migrate up --database-url $(pg_url $db)")
 pg_dir=$(measure "$pg_setup" "opshub migrate up --dir $work/migrations --database-url $(pg_url $db)")
 pg_noop=$(measure ":" "opshub migrate up --database-url $(pg_url $db)")
+pg_hello=$(measure ":" "psql -X -q -c 'SELECT 1' $(pg_url $db)")
 psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 
 lite="$work/bench.db"
@@ -70,11 +71,15 @@ lite_each=$(measure "$lite_setup" "sqlite3 -bail $lite < $work/commits.sql")
 lite_up=$(measure "$lite_import" "opshub migrate up --database-url sqlite://$lite")
 lite_dir=$(measure "$lite_setup" "opshub migrate up --dir $work/migrations --database-url sqlite://$lite")
 lite_noop=$(measure ":" "opshub migrate up --database-url sqlite://$lite")
+lite_hello=$(measure ":" "sqlite3 $lite 'SELECT 1'")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 printf '%s migrations (table + index each), median of %s runs, ms wall clock\n' "$N" "$REPEAT"
-printf '%-10s %12s %12s %12s %14s %10s %16s %16s\n' backend "one tx" "commit each" "opshub up" "opshub up --dir" "no-op" "up / one tx" "up / commit each"
-printf '%-10s %12s %12s %12s %14s %10s %16s %16s\n' postgres "$pg_one" "$pg_each" "$pg_up" "$pg_dir" "$pg_noop" \
+row='%-9s %8s %12s %10s %16s %7s %12s %12s %17s\n'
+printf "$row" backend "one tx" "commit each" "opshub up" "opshub up --dir" "no-op" "client hello" "up / one tx" "up / commit each"
+printf "$row" postgres "$pg_one" "$pg_each" "$pg_up" "$pg_dir" "$pg_noop" "$pg_hello" \
   "$(ratio "$pg_up" "$pg_one")" "$(ratio "$pg_up" "$pg_each")"
-printf '%-10s %12s %12s %12s %14s %10s %16s %16s\n' sqlite "$lite_one" "$lite_each" "$lite_up" "$lite_dir" "$lite_noop" \
+printf "$row" sqlite "$lite_one" "$lite_each" "$lite_up" "$lite_dir" "$lite_noop" "$lite_hello" \
   "$(ratio "$lite_up" "$lite_one")" "$(ratio "$lite_up" "$lite_each")"
+echo "client hello: psql / sqlite3 running SELECT 1 (process start + connect), for the machine's noise floor"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

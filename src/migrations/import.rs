@@ -102,6 +102,9 @@ async fn import_locked(
         let mut m = record(&file);
         m.id = current.id.clone();
         m.created_at = current.created_at.clone();
+        // A migration someone deactivated stays inactive; imports only add active ones.
+        m.is_active = current.is_active;
+        m.execution_order = current.execution_order;
         if same(current, &m) {
             report.unchanged += 1;
             continue;
@@ -159,7 +162,6 @@ fn same(a: &Migration, b: &Migration) -> bool {
         && a.up_script == b.up_script
         && a.down_script == b.down_script
         && a.transactional == b.transactional
-        && a.is_active
 }
 
 fn invalid(f: &ImportedMigration, e: String) -> ApiError {

@@ -92,7 +92,10 @@ impl MigrationLock {
     pub async fn acquire(db: &Db, actor: &str, timeout: Duration) -> Result<Self, LockError> {
         let me = Holder::me(actor);
         let owner = uuid::Uuid::now_v7().to_string();
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
+        let deadline = start
+            .checked_add(timeout)
+            .unwrap_or_else(|| start + Duration::from_secs(86_400));
         let mut conn = db.pool().acquire().await?;
         loop {
             let got = match db.dialect() {

@@ -11,6 +11,7 @@ mod exec;
 pub mod import;
 pub mod lock;
 pub mod model;
+mod output;
 mod plan;
 pub mod run;
 pub mod source;

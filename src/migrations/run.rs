@@ -18,6 +18,9 @@ use super::store;
 use crate::db::{Db, time};
 use crate::error::{ApiError, ApiResult};
 
+/// The longest lock wait a run may ask for (a day), as for the configured default.
+pub const MAX_LOCK_TIMEOUT_SECS: u64 = 86_400;
+
 /// Who runs, and how long to wait for the lock by default.
 #[derive(Debug, Clone)]
 pub struct Runner {
@@ -30,7 +33,18 @@ impl Runner {
         asked.map_or(self.lock_timeout, Duration::from_secs)
     }
 
+    fn check_timeout(asked: Option<u64>) -> ApiResult<()> {
+        if asked.is_some_and(|s| s > MAX_LOCK_TIMEOUT_SECS) {
+            return Err(ApiError::bad_request(
+                "invalid_option",
+                format!("lockTimeout must be at most {MAX_LOCK_TIMEOUT_SECS} seconds"),
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) async fn lock(&self, db: &Db, asked: Option<u64>) -> ApiResult<MigrationLock> {
+        Self::check_timeout(asked)?;
         MigrationLock::acquire(db, &self.actor, self.timeout(asked))
             .await
             .map_err(lock_error)
@@ -38,6 +52,7 @@ impl Runner {
 
     /// Applies pending migrations (or plans them, with `dryRun`).
     pub async fn up(&self, db: &Db, opts: &RunOptions) -> ApiResult<RunReport> {
+        Self::check_timeout(opts.lock_timeout)?;
         let dialect = source::dialect(db.dialect());
         if opts.dry_run {
             let all = sorted(store::all(db, db.pool()).await?);

@@ -264,11 +264,13 @@ pub async fn history(
         "SELECT id, migration_id, migration_name, version, direction, success, error,
             duration_ms, started_at, actor
          FROM opshub_migration_history
-         WHERE id < ? AND (? = '' OR migration_id = ?)
+         WHERE (? = '' OR id < ?) AND (? = '' OR migration_id = ?)
          ORDER BY id DESC LIMIT {limit}"
     );
+    // No sentinel bound for "no cursor": a locale collation may not sort it last.
     let rows = sqlx::query(db.sql_dynamic(&sql))
-        .bind(before.unwrap_or("~"))
+        .bind(before.unwrap_or(""))
+        .bind(before.unwrap_or(""))
         .bind(migration_id.unwrap_or(""))
         .bind(migration_id.unwrap_or(""))
         .fetch_all(db.pool())

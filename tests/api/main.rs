@@ -6,6 +6,7 @@ mod binary;
 mod http;
 mod migrations;
 mod migrations_cli;
+mod migrations_rollback;
 mod migrations_scripts;
 mod schema;
 mod tokens;
