@@ -90,10 +90,7 @@ pub fn up(sorted: &[Migration], opts: &RunOptions, dialect: Dialect) -> Result<V
             late.into_iter().map(MigrationRef::from).collect(),
         ));
     }
-    if let Some(to) = &opts.to {
-        parse_version(to).map_err(|e| Refusal::BadInput(format!("to: {e}")))?;
-    }
-    let steps = limit(opts.steps)?;
+    let steps = check_up(opts)?;
     sorted
         .iter()
         .filter(|m| is_pending(m))
@@ -105,6 +102,14 @@ pub fn up(sorted: &[Migration], opts: &RunOptions, dialect: Dialect) -> Result<V
         .take(steps)
         .map(|m| step(m, m.up_script.clone(), dialect))
         .collect()
+}
+
+/// Checks a run's options on their own (before any state is read); returns the step limit.
+pub fn check_up(opts: &RunOptions) -> Result<usize, Refusal> {
+    if let Some(to) = &opts.to {
+        parse_version(to).map_err(|e| Refusal::BadInput(format!("to: {e}")))?;
+    }
+    limit(opts.steps)
 }
 
 fn limit(steps: Option<u32>) -> Result<usize, Refusal> {

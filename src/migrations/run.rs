@@ -53,17 +53,18 @@ impl Runner {
     /// Applies pending migrations (or plans them, with `dryRun`).
     pub async fn up(&self, db: &Db, opts: &RunOptions) -> ApiResult<RunReport> {
         Self::check_timeout(opts.lock_timeout)?;
+        plan::check_up(opts).map_err(refusal)?;
         let dialect = source::dialect(db.dialect());
         if opts.dry_run {
             let all = sorted(store::all(db, db.pool()).await?);
             let steps = plan::up(&all, opts, dialect).map_err(refusal)?;
             return Ok(dry(Direction::Up, &steps));
         }
-        // Nothing to do in one consistent snapshot: answer without the lock. That run is
-        // indistinguishable from one ordered before any concurrent change, and it keeps
-        // the usual deploy-time no-op free of lock writes. Anything else locks and re-plans.
-        let snapshot = sorted(store::all(db, db.pool()).await?);
-        if matches!(plan::up(&snapshot, opts, dialect), Ok(ref s) if s.is_empty()) {
+        // Nothing pending or dirty in one consistent read: answer without the lock. That
+        // run is indistinguishable from one ordered before any concurrent change, and it
+        // keeps the usual deploy-time no-op to one query and no lock writes. Anything
+        // else locks, then reads and plans.
+        if store::count_actionable(db).await? == 0 {
             return Ok(dry(Direction::Up, &[]).not_dry());
         }
         let mut lock = self.lock(db, opts.lock_timeout).await?;

@@ -79,6 +79,18 @@ pub async fn all<'e>(
     rows.iter().map(from_row).collect()
 }
 
+/// How many migrations are pending (active, not executed) or dirty: zero means a run
+/// has nothing to do, answered with one row instead of the whole set.
+pub async fn count_actionable(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query(db.sql(
+        "SELECT COUNT(*) AS n FROM opshub_migrations
+         WHERE dirty = 1 OR (is_active = 1 AND is_executed = 0)",
+    ))
+    .fetch_one(db.pool())
+    .await?
+    .try_get("n")
+}
+
 pub async fn find<'e>(
     db: &Db,
     ex: impl Executor<'e, Database = Any>,
