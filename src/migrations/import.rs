@@ -15,8 +15,9 @@ use utoipa::ToSchema;
 
 use super::model::{self, Migration, MigrationRef};
 use super::run::Runner;
+use super::source;
 use super::source::files::{self, ImportSet, ImportedMigration};
-use super::source::{self, split};
+use super::source::split::{self, Dialect};
 use super::store;
 use crate::db::{Db, time};
 use crate::error::{ApiError, ApiResult};
@@ -69,49 +70,23 @@ async fn import_locked(
         .collect();
     let mut changed_executed = Vec::new();
     for file in set.migrations {
-        let Some(current) = existing.get(&file.name) else {
-            let m = record(&file);
-            model::validate(&m, dialect).map_err(|e| invalid(&file, e))?;
-            store::insert(db, &mut *tx, &m).await?;
-            report.created.push(MigrationRef::from(&m));
-            continue;
-        };
-        if current.is_executed || current.dirty {
-            let applied = current
-                .checksum
-                .clone()
-                .unwrap_or_else(|| split::checksum(&current.up_script));
-            if split::checksum(&file.up_script) == applied {
-                report.unchanged += 1;
-            } else if current.applied_up.as_deref().is_some_and(|a| {
-                split::normalize_for_compare(a, dialect)
-                    == split::normalize_for_compare(&file.up_script, dialect)
-            }) {
-                report.warnings.push(format!(
-                    "{}: only whitespace or comments differ from the applied script",
-                    file.source_file
-                ));
-                report.unchanged += 1;
-            } else {
-                changed_executed.push(
-                    json!({ "file": file.source_file, "migration": MigrationRef::from(current) }),
-                );
+        match decide(&file, existing.get(&file.name), dialect) {
+            Action::Create(m) => {
+                model::validate(&m, dialect).map_err(|e| invalid(&file, e))?;
+                store::insert(db, &mut *tx, &m).await?;
+                report.created.push(MigrationRef::from(&m));
             }
-            continue;
+            Action::Update(m) => {
+                model::validate(&m, dialect).map_err(|e| invalid(&file, e))?;
+                store::update_fields(db, &mut *tx, &m).await?;
+                report.updated.push(MigrationRef::from(&m));
+            }
+            Action::Unchanged(warning) => {
+                report.unchanged += 1;
+                report.warnings.extend(warning);
+            }
+            Action::ChangedExecuted(what) => changed_executed.push(what),
         }
-        let mut m = record(&file);
-        m.id = current.id.clone();
-        m.created_at = current.created_at.clone();
-        // A migration someone deactivated stays inactive; imports only add active ones.
-        m.is_active = current.is_active;
-        m.execution_order = current.execution_order;
-        if same(current, &m) {
-            report.unchanged += 1;
-            continue;
-        }
-        model::validate(&m, dialect).map_err(|e| invalid(&file, e))?;
-        store::update_fields(db, &mut *tx, &m).await?;
-        report.updated.push(MigrationRef::from(&m));
     }
     if !changed_executed.is_empty() {
         tx.rollback().await?;
@@ -128,6 +103,55 @@ async fn import_locked(
     }
     tx.commit().await?;
     Ok(report)
+}
+
+/// What importing one file does to the records.
+enum Action {
+    Create(Migration),
+    Update(Migration),
+    /// Nothing to write; maybe a warning (a cosmetic change to an executed script).
+    Unchanged(Option<String>),
+    /// The file differs from what an executed migration applied: refused.
+    ChangedExecuted(serde_json::Value),
+}
+
+fn decide(file: &ImportedMigration, current: Option<&Migration>, dialect: Dialect) -> Action {
+    let Some(current) = current else {
+        return Action::Create(record(file));
+    };
+    if current.is_executed || current.dirty {
+        let applied = current
+            .checksum
+            .clone()
+            .unwrap_or_else(|| split::checksum(&current.up_script));
+        if split::checksum(&file.up_script) == applied {
+            return Action::Unchanged(None);
+        }
+        let cosmetic = current.applied_up.as_deref().is_some_and(|a| {
+            split::normalize_for_compare(a, dialect)
+                == split::normalize_for_compare(&file.up_script, dialect)
+        });
+        if cosmetic {
+            return Action::Unchanged(Some(format!(
+                "{}: only whitespace or comments differ from the applied script",
+                file.source_file
+            )));
+        }
+        return Action::ChangedExecuted(
+            json!({ "file": file.source_file, "migration": MigrationRef::from(current) }),
+        );
+    }
+    let mut m = record(file);
+    m.id = current.id.clone();
+    m.created_at = current.created_at.clone();
+    // A migration someone deactivated stays inactive; imports only add active ones.
+    m.is_active = current.is_active;
+    m.execution_order = current.execution_order;
+    if same(current, &m) {
+        Action::Unchanged(None)
+    } else {
+        Action::Update(m)
+    }
 }
 
 fn record(f: &ImportedMigration) -> Migration {
