@@ -195,3 +195,44 @@ async fn lock_timeout_names_the_holder(backend: Backend) {
     ok.assert_status(200);
     assert_eq!(names(&ok.json["applied"]), ["l1"]);
 }
+
+/// Writes a SQLite lease as another runner would have left it.
+async fn plant_lease(app: &TestApp, host: &str, pid: u32, expires_in_secs: i64) {
+    let db = &app.state.db;
+    let holder = json!({"host": host, "pid": pid, "actor": "cli:elsewhere", "startedAt": "2026-01-01T00:00:00.000000Z"});
+    sqlx::query(db.sql(
+        "INSERT INTO opshub_migration_lock (name, owner, holder, acquired_at, expires_at)
+         VALUES ('migrations', 'other-owner', ?, ?, ?)",
+    ))
+    .bind(holder.to_string())
+    .bind(opshub::db::time::now())
+    .bind(opshub::db::time::in_secs(expires_in_secs))
+    .execute(db.pool())
+    .await
+    .expect("plant lease");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_lease_of_another_host_blocks_until_it_expires() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    create(&app, "l1", "1", "CREATE TABLE lease1 (x INT)", None).await;
+    // Another host's live lease: this runner cannot tell whether that process is alive.
+    plant_lease(&app, "some-other-host", 1, 3600).await;
+    let r = run(&app, json!({"lockTimeout": 0})).await;
+    r.assert_error(409, "locked");
+    assert_eq!(
+        r.json["error"]["details"]["holder"]["host"],
+        "some-other-host"
+    );
+    sqlx::query(app.state.db.sql("DELETE FROM opshub_migration_lock"))
+        .execute(app.state.db.pool())
+        .await
+        .expect("clear");
+    // The same lease, expired: a crashed holder never blocks past its lease.
+    plant_lease(&app, "some-other-host", 1, -1).await;
+    let ok = run(&app, json!({"lockTimeout": 0})).await;
+    ok.assert_status(200);
+    assert_eq!(names(&ok.json["applied"]), ["l1"]);
+}
