@@ -19,6 +19,7 @@ backend_tests!(
     imports_and_runs_each_folder_layout_idempotently,
     three_runners_apply_two_hundred_migrations_exactly_once,
     a_sigkilled_holder_does_not_block_the_next_run,
+    a_runner_that_waits_past_the_lock_timeout_exits_7_naming_the_holder,
 );
 
 fn opshub(db: &TestDb) -> Command {
@@ -401,5 +402,39 @@ async fn a_sigkilled_holder_does_not_block_the_next_run(backend: Backend) {
     assert_eq!(code(&next), 0, "{}", stderr(&next));
     assert_eq!(stdout_json(&next)["applied"][0]["name"], "slow");
     assert_eq!(scalar(&state, "SELECT COUNT(*) FROM after_kill").await, 0);
+    state.close().await;
+}
+
+async fn a_runner_that_waits_past_the_lock_timeout_exits_7_naming_the_holder(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let made = migrate(
+        &db,
+        &[
+            "new",
+            "--name",
+            "w",
+            "--version",
+            "1",
+            "--up",
+            "CREATE TABLE waited (a INT)",
+        ],
+    );
+    assert_eq!(code(&made), 0, "{}", stderr(&made));
+    let state = open(&db).await;
+    let held = opshub::migrations::lock::MigrationLock::acquire(&state, "deploy-7", Duration::ZERO)
+        .await
+        .expect("lock");
+    let waited = migrate(&db, &["up", "--lock-timeout", "1"]);
+    assert_eq!(code(&waited), 7, "{}", stderr(&waited));
+    let err = stderr(&waited);
+    assert!(
+        err.contains("deploy-7") && err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    held.release().await;
+    assert_eq!(code(&migrate(&db, &["up", "--lock-timeout", "1"])), 0);
+    assert_eq!(scalar(&state, "SELECT COUNT(*) FROM waited").await, 0);
     state.close().await;
 }
