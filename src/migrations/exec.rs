@@ -131,6 +131,12 @@ impl Exec<'_> {
             {
                 info.failed_statement = Some(s.text.clone());
                 info.error = Some(e.to_string());
+                if db.dialect() == Dialect::Postgres {
+                    // Best effort: the failure report matters more than this detail.
+                    info.invalid_indexes = store::invalid_indexes(&mut **conn)
+                        .await
+                        .unwrap_or_default();
+                }
                 return self
                     .failed(step, dir, &started, t0, e.to_string(), Some(&info))
                     .await;
@@ -246,6 +252,7 @@ fn progress(step: &Step, dir: Direction, completed: usize, started: &str) -> Dir
         completed_checksum: completed_checksum(
             &step.statements[..completed.min(step.statements.len())],
         ),
+        invalid_indexes: Vec::new(),
     }
 }
 

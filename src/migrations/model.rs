@@ -56,6 +56,10 @@ pub struct DirtyInfo {
     pub started_at: String,
     /// Checksum of the completed statements' text, so `resume` can refuse when they changed.
     pub completed_checksum: String,
+    /// PostgreSQL indexes left INVALID after the failure (a failed `CREATE INDEX
+    /// CONCURRENTLY` leaves one behind): drop them before resuming.
+    #[serde(default)]
+    pub invalid_indexes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]

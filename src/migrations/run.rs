@@ -326,6 +326,16 @@ pub fn refusal(r: Refusal) -> ApiError {
     }
 }
 
+fn left_behind(indexes: &[String]) -> String {
+    if indexes.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; INVALID indexes now in the database (a failed CREATE INDEX CONCURRENTLY leaves one; drop it before resume): {}",
+        indexes.join(", ")
+    )
+}
+
 fn names(list: &[MigrationRef]) -> String {
     let n: Vec<&str> = list.iter().map(|m| m.name.as_str()).collect();
     n.join(", ")
@@ -337,7 +347,7 @@ fn dirty_error(list: &[Migration]) -> ApiError {
         .iter()
         .map(|m| match &m.dirty_info {
             Some(i) => format!(
-                "{:?} ({}): {} of {} statements completed; failed at: {}; error: {}",
+                "{:?} ({}): {} of {} statements completed; failed at: {}; error: {}{}",
                 m.name,
                 i.direction.as_str(),
                 i.completed,
@@ -345,7 +355,8 @@ fn dirty_error(list: &[Migration]) -> ApiError {
                 i.failed_statement.as_deref().unwrap_or("(interrupted)"),
                 i.error
                     .as_deref()
-                    .unwrap_or("(none recorded: the runner stopped)")
+                    .unwrap_or("(none recorded: the runner stopped)"),
+                left_behind(&i.invalid_indexes)
             ),
             None => format!("{:?}", m.name),
         })

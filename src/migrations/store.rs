@@ -239,6 +239,22 @@ pub async fn set_progress<'e>(
     .map(|_| ())
 }
 
+/// PostgreSQL only (its catalog): indexes marked INVALID, which a failed `CREATE INDEX
+/// CONCURRENTLY` leaves behind, schema-qualified.
+pub async fn invalid_indexes<'e>(
+    ex: impl Executor<'e, Database = Any>,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT CAST(n.nspname AS TEXT) || '.' || CAST(c.relname AS TEXT) AS name
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE NOT i.indisvalid ORDER BY 1",
+    )
+    .fetch_all(ex)
+    .await?;
+    rows.iter().map(|r| r.try_get("name")).collect()
+}
+
 pub async fn insert_history<'e>(
     db: &Db,
     ex: impl Executor<'e, Database = Any>,

@@ -235,3 +235,32 @@ async fn statement_by_statement_failure_is_dirty_until_resumed_or_resolved(backe
         .await
         .assert_error(409, "not_dirty");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_concurrent_index_reports_the_invalid_index_it_left() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let script = "CREATE TABLE dup (a INT);\nINSERT INTO dup VALUES (1), (1);\n\
+                  CREATE UNIQUE INDEX CONCURRENTLY dup_a ON dup (a);";
+    let body = json!({"name": "cic", "version": "1", "upScript": script, "isActive": true});
+    let id = app.post("/api/v1/migrations", body).await.json["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    run(&app, json!({}))
+        .await
+        .assert_error(422, "migration_failed");
+    let m = app.get(&format!("/api/v1/migrations/{id}")).await.json;
+    assert_eq!(
+        m["dirtyInfo"]["invalidIndexes"],
+        json!(["public.dup_a"]),
+        "{m}"
+    );
+    let blocked = run(&app, json!({})).await;
+    let msg = blocked.json["error"]["message"].as_str().expect("message");
+    assert!(
+        msg.contains("INVALID indexes") && msg.contains("public.dup_a"),
+        "{msg}"
+    );
+}
