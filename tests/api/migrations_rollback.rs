@@ -164,6 +164,30 @@ async fn baseline_marks_without_running(backend: Backend) {
     let history = app.get("/api/v1/migrations/history").await.json;
     assert_eq!(history["items"].as_array().map(Vec::len), Some(3));
     assert_eq!(history["items"][2]["direction"], "baseline");
+    // Paging walks the same entries, newest first, without repeats.
+    let first = app.get("/api/v1/migrations/history?limit=2").await.json;
+    let cursor = first["nextCursor"].as_str().expect("a second page");
+    let second = app
+        .get(&format!(
+            "/api/v1/migrations/history?limit=2&cursor={cursor}"
+        ))
+        .await
+        .json;
+    let ids: Vec<&Value> = first["items"]
+        .as_array()
+        .into_iter()
+        .chain(second["items"].as_array())
+        .flatten()
+        .map(|h| &h["id"])
+        .collect();
+    let all: Vec<&Value> = history["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|h| &h["id"])
+        .collect();
+    assert_eq!(ids, all);
+    assert_eq!(second["nextCursor"], Value::Null);
 }
 
 async fn lock_timeout_names_the_holder(backend: Backend) {
