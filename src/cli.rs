@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::config::{Config, ConfigError, Flags};
 use crate::db::Db;
 use crate::error::{ApiError, exit};
+use crate::migrations::cli::MigrateCmd;
 use crate::tokens::cli::TokenCmd;
 
 #[derive(Debug, Parser)]
@@ -72,6 +73,11 @@ enum Command {
         #[command(subcommand)]
         cmd: crate::keys::KeysCmd,
     },
+    /// Manage and run schema migrations
+    Migrate {
+        #[command(subcommand)]
+        cmd: MigrateCmd,
+    },
     /// Print the effective configuration (secrets masked) and where each value came from
     Config,
 }
@@ -115,6 +121,14 @@ pub struct UsageError(pub String);
 
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
+}
+
+/// An error that carries its own exit code (SPEC §1: 3 pending, 4 validation, 6 dirty, …).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Coded {
+    pub exit: i32,
+    pub message: String,
 }
 
 /// Entry point of the binary; returns the process exit code.
@@ -174,6 +188,7 @@ async fn dispatch(ctx: Ctx, command: Command) -> anyhow::Result<()> {
         Command::Keys { cmd } => crate::keys::run(&ctx, cmd).await,
         Command::Digest(a) => crate::webhooks::cli::digest(&ctx, a),
         Command::Verify(a) => crate::webhooks::cli::verify(&ctx, a),
+        Command::Migrate { cmd } => crate::migrations::cli::run(&ctx, cmd).await,
         Command::Config => print_config(&ctx),
     }
 }
@@ -185,6 +200,9 @@ fn report(e: &anyhow::Error) -> i32 {
         return *code;
     }
     eprintln!("opshub: {e:#}");
+    if let Some(c) = e.downcast_ref::<Coded>() {
+        return c.exit;
+    }
     if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<ConfigError>().is_some() {
         return exit::USAGE;
     }

@@ -24,6 +24,7 @@
 //! | `OPSHUB_WEBHOOK_DISABLE_AFTER_HOURS` | `120` | disable an endpoint failing continuously this long |
 //! | `OPSHUB_WEBHOOK_CONCURRENCY` | `64` | deliveries in flight per process |
 //! | `OPSHUB_WEBHOOK_WORKERS` | `4` | delivery loops per `serve` process (0: this instance only serves the API) |
+//! | `OPSHUB_MIGRATION_LOCK_TIMEOUT_SECS` | `60` | how long a migration run waits for the migration lock |
 //! | `OPSHUB_CONFIG` | `opshub.toml` | the optional configuration file |
 //!
 //! The test harness also reads `OPSHUB_TEST_POSTGRES_URL` and `OPSHUB_TEST_MYSQL_URL`.
@@ -112,6 +113,11 @@ pub const SETTINGS: &[Setting] = &[
         Some("64"),
     ),
     setting("webhook_workers", "OPSHUB_WEBHOOK_WORKERS", Some("4")),
+    setting(
+        "migration_lock_timeout_secs",
+        "OPSHUB_MIGRATION_LOCK_TIMEOUT_SECS",
+        Some("60"),
+    ),
 ];
 
 /// Variables that are not settings but are still opshub's (so not warned about).
@@ -161,6 +167,7 @@ pub struct Config {
     pub webhook_disable_after: std::time::Duration,
     pub webhook_concurrency: usize,
     pub webhook_workers: usize,
+    pub migration_lock_timeout_secs: u64,
     /// Each setting's source, for `opshub config`.
     pub sources: BTreeMap<&'static str, Source>,
     /// Problems worth a warning once logging is up (unknown variables or file keys).
@@ -302,6 +309,11 @@ impl Config {
                 1..=4096,
             )?,
             webhook_workers: parse_num(take("webhook_workers"), "webhook_workers", 0..=64)?,
+            migration_lock_timeout_secs: parse_num(
+                take("migration_lock_timeout_secs"),
+                "migration_lock_timeout_secs",
+                0..=86_400,
+            )?,
             sources,
             warnings,
         })
@@ -333,6 +345,7 @@ impl Config {
                 }
                 "webhook_concurrency" => Some(self.webhook_concurrency.to_string()),
                 "webhook_workers" => Some(self.webhook_workers.to_string()),
+                "migration_lock_timeout_secs" => Some(self.migration_lock_timeout_secs.to_string()),
                 _ => None,
             };
             match raw {

@@ -13,6 +13,9 @@
 //! - [`crypto`]: AES-256-GCM for secrets at rest, bound to their owning record.
 //! - [`metrics`], [`telemetry`], [`shutdown`]: Prometheus text, logs, graceful stop.
 //!
+//! - [`migrations`]: versioned user migrations run under a cluster-wide lock, one
+//!   transaction per migration, statement by statement where a transaction is impossible.
+//!
 //! Module domains (`migrations`, `procedures`, `webhooks`, `webhook_log`, `kv`) each keep
 //! `mod.rs` (operations), `model.rs` (types, no I/O), `store.rs` (SQL only), `api.rs` and
 //! `cli.rs` (thin adapters over the same operations); `tokens` follows the same shape.
@@ -27,6 +30,7 @@ pub mod http;
 pub mod keys;
 pub mod kv;
 pub mod metrics;
+pub mod migrations;
 pub mod page;
 pub mod schema;
 pub mod shutdown;

@@ -41,6 +41,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         (name = "webhooks", description = "Outbound webhook endpoints, signing helpers"),
         (name = "events", description = "Publishing events to webhooks"),
         (name = "deliveries", description = "Delivery state and attempts"),
+        (name = "migrations", description = "Versioned schema migrations: records, run, rollback, status, validation, history"),
     )
 )]
 struct ApiDoc;
@@ -64,6 +65,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(crate::tokens::api::routes())
         .nest("/kv", crate::kv::api::routes())
         .merge(crate::webhooks::api::routes())
+        .merge(crate::migrations::api::routes())
 }
 
 /// The whole application router, plus its OpenAPI document.

@@ -7,6 +7,7 @@
 
 mod core;
 mod kv;
+mod migrations;
 mod webhooks;
 
 use sqlx::{Executor, Row};
@@ -39,7 +40,12 @@ pub struct Component {
 }
 
 /// Every component, in the order their tables are created.
-const COMPONENTS: &[Component] = &[core::COMPONENT, kv::COMPONENT, webhooks::COMPONENT];
+const COMPONENTS: &[Component] = &[
+    core::COMPONENT,
+    kv::COMPONENT,
+    migrations::COMPONENT,
+    webhooks::COMPONENT,
+];
 
 /// The newest version of `component` this binary knows.
 pub fn latest_version(component: &str) -> i64 {

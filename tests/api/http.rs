@@ -270,6 +270,19 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/deliveries/recover"),
     ("post", "/api/v1/digest"),
     ("post", "/api/v1/verify"),
+    ("get", "/api/v1/migrations"),
+    ("post", "/api/v1/migrations"),
+    ("get", "/api/v1/migrations/{id}"),
+    ("patch", "/api/v1/migrations/{id}"),
+    ("delete", "/api/v1/migrations/{id}"),
+    ("post", "/api/v1/migrations/run"),
+    ("post", "/api/v1/migrations/rollback"),
+    ("get", "/api/v1/migrations/status"),
+    ("get", "/api/v1/migrations/validate"),
+    ("get", "/api/v1/migrations/history"),
+    ("post", "/api/v1/migrations/{id}/resolve"),
+    ("post", "/api/v1/migrations/{id}/resume"),
+    ("post", "/api/v1/migrations/baseline"),
 ];
 
 #[tokio::test]
