@@ -109,11 +109,6 @@ impl Ctx {
     }
 }
 
-/// Ends the command with this exit code, its message already printed.
-#[derive(Debug, thiserror::Error)]
-#[error("exit code {0}")]
-pub struct ExitWith(pub i32);
-
 /// An error that means the command was used wrongly (exit 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -196,9 +191,6 @@ async fn dispatch(ctx: Ctx, command: Command) -> anyhow::Result<()> {
 /// Prints the error and picks the exit code: bad input or configuration is 2, anything
 /// else that failed is 1.
 fn report(e: &anyhow::Error) -> i32 {
-    if let Some(ExitWith(code)) = e.downcast_ref::<ExitWith>() {
-        return *code;
-    }
     eprintln!("opshub: {e:#}");
     if let Some(c) = e.downcast_ref::<Coded>() {
         return c.exit;

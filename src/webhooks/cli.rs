@@ -90,6 +90,10 @@ pub fn verify(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<()> {
     if result.valid {
         Ok(())
     } else {
-        Err(crate::cli::ExitWith(crate::error::exit::VALIDATION).into())
+        Err(crate::cli::Coded {
+            exit: crate::error::exit::VALIDATION,
+            message: "the signature is not valid".into(),
+        }
+        .into())
     }
 }

@@ -323,3 +323,66 @@ fn sqlite_without_a_key_generates_an_owner_only_key_file_with_a_warning() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn digest_and_verify_commands_sign_and_check_like_receivers_do() {
+    let dir = std::env::temp_dir();
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let out = Command::new(BIN)
+        .current_dir(&dir)
+        .args([
+            "digest",
+            "--secret",
+            secret,
+            "--payload",
+            r#""{\"test\": 2432232314}""#,
+        ])
+        .args([
+            "--id",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "--timestamp",
+            "1614265330",
+        ])
+        .output()
+        .expect("run");
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    assert!(
+        text.contains("webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+        "{text}"
+    );
+    let fresh = Command::new(BIN)
+        .current_dir(&dir)
+        .args([
+            "digest",
+            "--secret",
+            secret,
+            "--payload",
+            r#"{"a":1}"#,
+            "--json",
+        ])
+        .output()
+        .expect("run");
+    let d: serde_json::Value = serde_json::from_slice(&fresh.stdout).expect("json");
+    let h = |k: &str| format!("{k}:{}", d["headers"][k].as_str().expect("header"));
+    let verify = |body: &str| {
+        Command::new(BIN)
+            .current_dir(&dir)
+            .args(["verify", "--secret", secret, "--payload", body])
+            .args([
+                "-H",
+                &h("webhook-id"),
+                "-H",
+                &h("webhook-timestamp"),
+                "-H",
+                &h("webhook-signature"),
+            ])
+            .output()
+            .expect("run")
+    };
+    assert_eq!(verify(r#"{"a":1}"#).status.code(), Some(0));
+    assert_eq!(
+        verify(r#"{"a":2}"#).status.code(),
+        Some(4),
+        "a tampered body fails validation"
+    );
+}
