@@ -94,6 +94,11 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
+            // The default pings every connection before each use: a second round trip per
+            // query. A dead connection instead fails one query and is then replaced, and
+            // connections are recycled every 30 minutes.
+            .test_before_acquire(false)
+            .max_lifetime(Duration::from_secs(30 * 60))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
