@@ -13,8 +13,9 @@ use ::time::OffsetDateTime;
 use futures_util::StreamExt;
 
 use super::model::Webhook;
+use super::queue::{self, AttemptRecord, Claimed};
 use super::retry::{self, Outcome, RetryPolicy, RetrySchedule};
-use super::store::{self, AttemptRecord, Claimed};
+use super::store;
 use crate::app::AppState;
 use crate::db::time;
 
@@ -51,7 +52,7 @@ pub async fn run_once(app: &AppState, now: OffsetDateTime) -> anyhow::Result<usi
     let now_text = time::format(now);
     let lease_until = time::format(now + ::time::Duration::seconds(lease));
     let worker = app.webhooks.worker_id.clone();
-    let claimed = store::claim(&app.db, &worker, &now_text, &lease_until, BATCH).await?;
+    let claimed = queue::claim(&app.db, &worker, &now_text, &lease_until, BATCH).await?;
     if claimed.is_empty() {
         return Ok(0);
     }
@@ -65,7 +66,7 @@ pub async fn run_once(app: &AppState, now: OffsetDateTime) -> anyhow::Result<usi
         .await;
     let n = results.len();
     let (records, health): (Vec<_>, Vec<_>) = results.into_iter().unzip();
-    store::record(
+    queue::record(
         &app.db,
         &worker,
         &records,
