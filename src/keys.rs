@@ -39,6 +39,10 @@ pub async fn rotate(app: &AppState) -> anyhow::Result<RotationReport> {
     for (place, n) in crate::kv::rotate_secrets(app, &mut tx).await? {
         report.reencrypted.insert(place, n);
     }
+    report.reencrypted.insert(
+        "webhooks",
+        crate::webhooks::rotate_secrets(app, &mut tx).await?,
+    );
     tx.commit().await?;
     app.kv.cache.clear();
     Ok(report)

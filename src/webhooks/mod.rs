@@ -337,3 +337,31 @@ pub fn signing_keys(app: &AppState, w: &Webhook, now: &str) -> ApiResult<Vec<Vec
     }
     Ok(keys)
 }
+
+/// Re-encrypts every endpoint secret (current and previous) not under the current master
+/// key, inside the caller's transaction. Returns how many endpoints changed.
+pub async fn rotate_secrets(
+    app: &AppState,
+    conn: &mut sqlx::AnyConnection,
+) -> anyhow::Result<usize> {
+    let mut changed = 0;
+    let reseal = |id: &str, ct: &str| -> anyhow::Result<String> {
+        if app.keys.is_current(ct) {
+            return Ok(ct.to_string());
+        }
+        let plain = app
+            .keys
+            .decrypt(ct, &secret_aad(id))
+            .map_err(|e| anyhow::anyhow!("webhook {id}: {e}"))?;
+        Ok(app.keys.encrypt(&plain, &secret_aad(id)))
+    };
+    for (id, ct, prev) in store::secret_cts(&app.db, conn).await? {
+        let new_ct = reseal(&id, &ct)?;
+        let new_prev = prev.as_deref().map(|p| reseal(&id, p)).transpose()?;
+        if new_ct != ct || new_prev != prev {
+            store::set_secret_cts(&app.db, conn, &id, &new_ct, new_prev.as_deref()).await?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}

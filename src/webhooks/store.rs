@@ -249,3 +249,39 @@ pub async fn disable(db: &Db, id: &str, reason: &str, now: &str) -> Result<(), s
     bump_generation(db, &mut tx).await?;
     tx.commit().await
 }
+
+/// Every stored endpoint secret: (webhook id, current ct, previous ct).
+pub async fn secret_cts(
+    db: &Db,
+    conn: &mut AnyConnection,
+) -> Result<Vec<(String, String, Option<String>)>, sqlx::Error> {
+    let rows = sqlx::query(db.sql("SELECT id, secret_ct, prev_secret_ct FROM opshub_webhooks"))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                r.try_get("secret_ct")?,
+                r.try_get("prev_secret_ct")?,
+            ))
+        })
+        .collect()
+}
+
+/// Replaces an endpoint's secret ciphertexts (same secrets, re-encrypted).
+pub async fn set_secret_cts(
+    db: &Db,
+    conn: &mut AnyConnection,
+    id: &str,
+    ct: &str,
+    prev: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(db.sql("UPDATE opshub_webhooks SET secret_ct = ?, prev_secret_ct = ? WHERE id = ?"))
+        .bind(ct)
+        .bind(prev.map(str::to_string))
+        .bind(id)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}

@@ -615,6 +615,15 @@ async fn key_rotation_reencrypts_every_secret_and_reads_back(backend: Backend) {
             .await
             .expect("put");
     }
+    let hook = opshub::webhooks::create(
+        state,
+        serde_json::from_value(
+            json!({"name": "h", "endpoint": "https://hooks.example.com/x", "events": ["*"]}),
+        )
+        .expect("req"),
+    )
+    .await
+    .expect("webhook");
     state.shutdown.cancel();
     let new_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
     let rotated_cfg = test_config(
@@ -643,6 +652,7 @@ async fn key_rotation_reencrypts_every_secret_and_reads_back(backend: Backend) {
     let report = opshub::keys::rotate(&app).await.expect("rotates");
     assert_eq!(report.reencrypted["kv"], 2);
     assert_eq!(report.reencrypted["kv history"], 3);
+    assert_eq!(report.reencrypted["webhooks"], 1);
     assert_eq!(
         opshub::keys::rotate(&app)
             .await
@@ -667,4 +677,13 @@ async fn key_rotation_reencrypts_every_secret_and_reads_back(backend: Backend) {
     .await
     .expect("history decrypts");
     assert_eq!(h.version, 3);
+    let w = opshub::webhooks::get(&fresh, &hook.webhook.id)
+        .await
+        .expect("webhook");
+    let keys = opshub::webhooks::signing_keys(&fresh, &w, &opshub::db::time::now())
+        .expect("the webhook secret decrypts with the new key alone");
+    assert_eq!(
+        keys[0],
+        opshub::webhooks::sign::parse_secret(&hook.secret).expect("key")
+    );
 }
