@@ -23,6 +23,8 @@ pub struct Inner {
     pub keys: Keyring,
     pub auth: Authenticator,
     pub metrics: Metrics,
+    /// The webhook log's writer and source cache.
+    pub webhook_log: crate::webhook_log::Runtime,
     pub shutdown: CancellationToken,
 }
 
@@ -48,12 +50,14 @@ impl App {
         let db = open_db(&config).await?;
         let first_admin_token =
             crate::tokens::bootstrap(&db, config.admin_token.as_deref()).await?;
+        let webhook_log = crate::webhook_log::Runtime::start(db.clone());
         let state = AppState(Arc::new(Inner {
             config,
             db,
             keys,
             auth: Authenticator::default(),
             metrics: Metrics::default(),
+            webhook_log,
             shutdown: CancellationToken::new(),
         }));
         let (router, openapi) = crate::http::router(state.clone());

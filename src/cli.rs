@@ -14,6 +14,7 @@ use crate::config::{Config, ConfigError, Flags};
 use crate::db::Db;
 use crate::error::{ApiError, exit};
 use crate::tokens::cli::TokenCmd;
+use crate::webhook_log::cli::{LogCmd, SourceCmd};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,6 +58,16 @@ enum Command {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Manage ingest sources of the incoming webhook log
+    Source {
+        #[command(subcommand)]
+        cmd: SourceCmd,
+    },
+    /// Query, verify, prune and replay the incoming webhook log
+    Log {
+        #[command(subcommand)]
+        cmd: LogCmd,
+    },
     /// Print the effective configuration (secrets masked) and where each value came from
     Config,
 }
@@ -88,6 +99,14 @@ pub struct UsageError(pub String);
 
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
+}
+
+/// An outcome with its own exit code (validation failed, drift found, …).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    pub code: i32,
+    pub message: String,
 }
 
 /// Entry point of the binary; returns the process exit code.
@@ -143,6 +162,8 @@ async fn dispatch(ctx: Ctx, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => serve(ctx).await,
         Command::Token { cmd } => crate::tokens::cli::run(&ctx, cmd).await,
+        Command::Source { cmd } => crate::webhook_log::cli::run_source(&ctx, cmd).await,
+        Command::Log { cmd } => crate::webhook_log::cli::run_log(&ctx, cmd).await,
         Command::Config => print_config(&ctx),
     }
 }
@@ -151,6 +172,9 @@ async fn dispatch(ctx: Ctx, command: Command) -> anyhow::Result<()> {
 /// else that failed is 1.
 fn report(e: &anyhow::Error) -> i32 {
     eprintln!("opshub: {e:#}");
+    if let Some(exit) = e.downcast_ref::<Exit>() {
+        return exit.code;
+    }
     if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<ConfigError>().is_some() {
         return exit::USAGE;
     }

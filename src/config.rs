@@ -17,6 +17,7 @@
 //! | `OPSHUB_MAX_BODY_BYTES` | `1048576` | largest accepted API request body |
 //! | `OPSHUB_REQUEST_TIMEOUT_SECS` | `30` | per-request time limit of the API |
 //! | `OPSHUB_DB_POOL_SIZE` | `16` | database connections per process |
+//! | `OPSHUB_WEBHOOK_ALLOW_PRIVATE` | `false` | let replays (and outbound webhooks) reach private, loopback and link-local addresses |
 //! | `OPSHUB_CONFIG` | `opshub.toml` | the optional configuration file |
 //!
 //! The test harness also reads `OPSHUB_TEST_POSTGRES_URL` and `OPSHUB_TEST_MYSQL_URL`.
@@ -73,6 +74,11 @@ pub const SETTINGS: &[Setting] = &[
         Some("30"),
     ),
     setting("db_pool_size", "OPSHUB_DB_POOL_SIZE", Some("16")),
+    setting(
+        "webhook_allow_private",
+        "OPSHUB_WEBHOOK_ALLOW_PRIVATE",
+        Some("false"),
+    ),
 ];
 
 /// Variables that are not settings but are still opshub's (so not warned about).
@@ -113,6 +119,8 @@ pub struct Config {
     pub log: String,
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
+    /// Outbound calls to user-given URLs may reach private addresses (tests, closed networks).
+    pub webhook_allow_private: bool,
     pub request_timeout_secs: u64,
     pub db_pool_size: u32,
     /// Each setting's source, for `opshub config`.
@@ -220,6 +228,10 @@ impl Config {
                 1..=3600,
             )?,
             db_pool_size: parse_num(take("db_pool_size"), "db_pool_size", 1..=1000)?,
+            webhook_allow_private: parse_bool(
+                take("webhook_allow_private"),
+                "webhook_allow_private",
+            )?,
             sources,
             warnings,
         })
@@ -243,6 +255,7 @@ impl Config {
                 "max_body_bytes" => Some(self.max_body_bytes.to_string()),
                 "request_timeout_secs" => Some(self.request_timeout_secs.to_string()),
                 "db_pool_size" => Some(self.db_pool_size.to_string()),
+                "webhook_allow_private" => Some(self.webhook_allow_private.to_string()),
                 _ => None,
             };
             match raw {
@@ -319,6 +332,14 @@ fn read_file(
         out.insert(k, text);
     }
     Ok(out)
+}
+
+fn parse_bool(v: Option<String>, key: &'static str) -> Result<bool, ConfigError> {
+    match v.as_deref().map(str::trim) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(_) => Err(ConfigError::invalid(key, "must be true or false")),
+    }
 }
 
 fn parse_num<T: std::str::FromStr + PartialOrd + std::fmt::Display>(

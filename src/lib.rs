@@ -12,6 +12,8 @@
 //!   versioned per component and apart from user migrations.
 //! - [`crypto`]: AES-256-GCM for secrets at rest, bound to their owning record.
 //! - [`metrics`], [`telemetry`], [`shutdown`]: Prometheus text, logs, graceful stop.
+//! - [`webhook_log`]: ingest sources, `/ingest/*` capture through one group-commit writer,
+//!   the append-only hash-chained log, verify, prune behind a checkpoint, query, replay.
 //!
 //! Module domains (`migrations`, `procedures`, `webhooks`, `webhook_log`, `kv`) each keep
 //! `mod.rs` (operations), `model.rs` (types, no I/O), `store.rs` (SQL only), `api.rs` and
@@ -30,3 +32,4 @@ pub mod schema;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tokens;
+pub mod webhook_log;

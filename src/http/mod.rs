@@ -37,6 +37,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     tags(
         (name = "meta", description = "Health, readiness and metrics"),
         (name = "tokens", description = "API tokens (admin scope)"),
+        (name = "webhook-log", description = "Ingest sources, the append-only incoming webhook log, and the public /ingest capture routes"),
     )
 )]
 struct ApiDoc;
@@ -56,7 +57,9 @@ impl utoipa::Modify for BearerAuth {
 
 /// The authenticated `/api/v1` routes of every module.
 fn api_v1() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(crate::tokens::api::routes())
+    OpenApiRouter::new()
+        .merge(crate::tokens::api::routes())
+        .merge(crate::webhook_log::api::routes())
 }
 
 /// The whole application router, plus its OpenAPI document.
@@ -67,6 +70,8 @@ pub fn router(app: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts();
     let (public, public_doc) = meta::public_routes().split_for_parts();
     openapi.merge(public_doc);
+    let (ingest, ingest_doc) = crate::webhook_log::api::public_routes();
+    openapi.merge(ingest_doc);
     let authed = authed.layer(middleware::from_fn_with_state(
         app.clone(),
         auth::require_token,
@@ -75,6 +80,7 @@ pub fn router(app: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let router = Router::new()
         .merge(authed)
         .merge(public)
+        .merge(ingest)
         .merge(docs)
         .fallback(not_found)
         .with_state(app.clone());

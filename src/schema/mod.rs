@@ -6,6 +6,7 @@
 //! together apply each step once.
 
 mod core;
+mod webhook_log;
 
 use sqlx::{Executor, Row};
 
@@ -37,7 +38,7 @@ pub struct Component {
 }
 
 /// Every component, in the order their tables are created.
-const COMPONENTS: &[Component] = &[core::COMPONENT];
+const COMPONENTS: &[Component] = &[core::COMPONENT, webhook_log::COMPONENT];
 
 /// The newest version of `component` this binary knows.
 pub fn latest_version(component: &str) -> i64 {
@@ -220,7 +221,7 @@ pub async fn describe(db: &Db) -> Result<Vec<(String, String)>, sqlx::Error> {
     let rows = match db.dialect() {
         Dialect::Postgres => {
             sqlx::query(
-                "SELECT 'opshub_' || table_name AS t, column_name AS c
+                "SELECT 'opshub_' || table_name::text AS t, column_name::text AS c
                  FROM information_schema.columns WHERE table_schema = $1",
             )
             .bind(db.pg_schema().to_string())

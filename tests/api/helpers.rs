@@ -187,7 +187,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub admin_token: String,
     pub state: AppState,
-    #[expect(dead_code, reason = "held so the database lives as long as the app")]
+    /// Held so the database lives as long as the app; also lets a test start a second
+    /// instance on it.
     pub db: TestDb,
 }
 

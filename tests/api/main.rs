@@ -6,3 +6,4 @@ mod binary;
 mod http;
 mod schema;
 mod tokens;
+mod webhook_log;
