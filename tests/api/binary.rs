@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{Backend, TestDb};
 
-const BIN: &str = env!("CARGO_BIN_EXE_opshub");
+pub const BIN: &str = env!("CARGO_BIN_EXE_opshub");
 const MASTER_KEY: &str = "c2VjcmV0LW1hc3Rlci1rZXktZm9yLWUyZS10ZXN0cyE=";
 
-fn opshub(db_url: &str, dir: &std::path::Path) -> Command {
+pub fn opshub(db_url: &str, dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir)
         .env_clear()
