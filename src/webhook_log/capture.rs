@@ -16,11 +16,14 @@ use super::chain;
 use super::model::{Capture, REDACTED, SourceConfig};
 use super::store;
 use super::verify::{self, SignatureStatus};
-use crate::db::{Db, time};
+use crate::db::{Any, Db, time};
 use crate::error::{ApiError, ApiResult};
+use sqlx::pool::PoolConnection;
 
 /// Most captures committed in one transaction.
 const MAX_BATCH: usize = 1024;
+/// Times the writer yields to let ready requests join a batch (see [`gather_more`]).
+const GATHER_YIELDS: usize = 2;
 /// Captures waiting for the writer before senders wait too (backpressure).
 const QUEUE: usize = 16 * 1024;
 
@@ -124,7 +127,8 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on the current runtime.
+    /// Starts the writer task on the current runtime. One task per process: several
+    /// (tried) only queue on the chain-head row lock and made PostgreSQL slower.
     pub fn spawn(db: Db) -> Writer {
         let (jobs, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(db, rx));
@@ -150,10 +154,29 @@ impl Writer {
 
 async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    // The writer keeps its own connection: a pool checkout pings the server first, a round
+    // trip per batch that shows in every request's latency.
+    let mut conn = None;
+    loop {
+        let taken = tokio::select! {
+            taken = rx.recv_many(&mut jobs, MAX_BATCH) => taken,
+            // Closing the pool waits for every checked-out connection: give ours back.
+            () = db.pool().close_event() => {
+                conn = None;
+                rx.recv_many(&mut jobs, MAX_BATCH).await
+            }
+        };
+        if taken == 0 {
+            return;
+        }
+        gather_more(&mut rx, &mut jobs).await;
         let (captures, acks): (Vec<Capture>, Vec<_>) =
             jobs.drain(..).map(|j| (j.capture, j.ack)).unzip();
-        match write_batch(&db, captures).await {
+        let started = std::time::Instant::now();
+        let result = write_batch(&db, &mut conn, captures).await;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        tracing::debug!(rows = acks.len(), micros, "webhook log batch");
+        match result {
             Ok(first_seq) => {
                 for (i, ack) in acks.into_iter().enumerate() {
                     // A client that went away does not care; the row is stored anyway.
@@ -161,6 +184,8 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
                 }
             }
             Err(e) => {
+                // The connection may be broken; the next batch takes a fresh one.
+                conn = None;
                 tracing::error!(error = %e, rows = acks.len(), "webhook log batch failed");
                 for ack in acks {
                     let _ = ack.send(Err(e.to_string()));
@@ -170,9 +195,35 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// Lets the request tasks that are ready run once more and takes what they queued, so a
+/// batch that just finished is not followed by a near-empty one: each commit costs about the
+/// same whatever its size.
+async fn gather_more(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    for _ in 0..GATHER_YIELDS {
+        if jobs.len() >= MAX_BATCH {
+            return;
+        }
+        tokio::task::yield_now().await;
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 /// One transaction: lock the head, link, insert, move the head, commit. The first seq.
-pub async fn write_batch(db: &Db, captures: Vec<Capture>) -> Result<i64, sqlx::Error> {
-    let mut tx = db.begin_write().await?;
+async fn write_batch(
+    db: &Db,
+    conn: &mut Option<PoolConnection<Any>>,
+    captures: Vec<Capture>,
+) -> Result<i64, sqlx::Error> {
+    let conn = match conn {
+        Some(c) => c,
+        None => conn.insert(db.pool().acquire().await?),
+    };
+    let mut tx = db.begin_write_on(conn).await?;
     let head = store::lock_head(&mut tx, db).await?;
     let (rows, new_head) = chain::link(&head, captures);
     store::insert_entries(&mut tx, db, &rows).await?;

@@ -113,7 +113,7 @@ pub async fn delete_source(db: &Db, id: &str) -> Result<bool, sqlx::Error> {
 /// Reads the chain head and locks it until the transaction ends, so writers on every
 /// instance append one after another. SQLite has no row locks; its `BEGIN IMMEDIATE`
 /// already holds the database's only write lock.
-pub async fn lock_head(tx: &mut Transaction<'static, Any>, db: &Db) -> Result<Head, sqlx::Error> {
+pub async fn lock_head(tx: &mut Transaction<'_, Any>, db: &Db) -> Result<Head, sqlx::Error> {
     let sql = match db.dialect() {
         Dialect::Sqlite => db.sql("SELECT seq, hash FROM opshub_webhook_log_head WHERE id = 1"),
         _ => db.sql("SELECT seq, hash FROM opshub_webhook_log_head WHERE id = 1 FOR UPDATE"),
@@ -126,7 +126,7 @@ pub async fn lock_head(tx: &mut Transaction<'static, Any>, db: &Db) -> Result<He
 }
 
 pub async fn set_head(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     db: &Db,
     head: &Head,
 ) -> Result<(), sqlx::Error> {
@@ -143,16 +143,53 @@ const LOG_COLUMNS: &str = "seq, id, source, method, path, query, headers, body, 
 /// What a list shows: everything but the body.
 const LIST_COLUMNS: &str = "seq, id, source, method, path, query, headers, content_type, \
      body_size, remote_addr, received_at, signature_status, signature_reason, prev_hash, hash";
-/// Rows per INSERT statement: 16 parameters each stays far below every backend's limit.
-const ROWS_PER_INSERT: usize = 200;
+/// Most rows per INSERT statement: 16 parameters each stays far below every backend's
+/// limit. Statements hold a power-of-two number of rows, so a connection's statement cache
+/// holds the eight shapes there are instead of preparing a new one for each batch size.
+const ROWS_PER_INSERT: usize = 128;
+
+/// Bytes of bodies per INSERT statement, below MySQL's default `max_allowed_packet`.
+const BYTES_PER_INSERT: usize = 4 * 1024 * 1024;
+
+/// Splits rows into runs that each fit one INSERT: by body bytes (a single larger row goes
+/// alone), then into power-of-two counts up to [`ROWS_PER_INSERT`].
+fn insert_chunks(rows: &[LogEntry]) -> Vec<&[LogEntry]> {
+    let mut chunks = Vec::new();
+    for mut run in by_bytes(rows) {
+        while !run.is_empty() {
+            let take = ROWS_PER_INSERT.min(1 << run.len().ilog2());
+            let (head, rest) = run.split_at(take);
+            chunks.push(head);
+            run = rest;
+        }
+    }
+    chunks
+}
+
+fn by_bytes(rows: &[LogEntry]) -> Vec<&[LogEntry]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        let len = row.capture.body.len();
+        if i > start && bytes + len > BYTES_PER_INSERT {
+            chunks.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += len;
+    }
+    if start < rows.len() {
+        chunks.push(&rows[start..]);
+    }
+    chunks
+}
 
 /// Inserts rows with multi-row INSERTs.
 pub async fn insert_entries(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     db: &Db,
     rows: &[LogEntry],
 ) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    for chunk in insert_chunks(rows) {
         let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()];
         let sql = format!(
             "INSERT INTO opshub_webhook_log ({LOG_COLUMNS}) VALUES {}",
@@ -300,7 +337,7 @@ pub async fn latest_checkpoint(db: &Db) -> Result<Option<Head>, sqlx::Error> {
 
 /// The smallest seq received at or after `before`, if any.
 pub async fn first_seq_from(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     db: &Db,
     before: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
@@ -314,7 +351,7 @@ pub async fn first_seq_from(
 
 /// The stored hash of row `seq`, if it exists.
 pub async fn hash_of(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     db: &Db,
     seq: i64,
 ) -> Result<Option<String>, sqlx::Error> {
@@ -328,7 +365,7 @@ pub async fn hash_of(
 /// Records a checkpoint at `at`, then deletes every row up to it (the triggers allow
 /// exactly those). Returns the number of rows deleted.
 pub async fn checkpoint_and_delete(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     db: &Db,
     at: &Head,
     before: &str,
@@ -353,7 +390,7 @@ pub async fn checkpoint_and_delete(
 }
 
 pub async fn count_upto(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     db: &Db,
     seq: i64,
 ) -> Result<i64, sqlx::Error> {
@@ -404,4 +441,48 @@ pub async fn list_replays(db: &Db, log_id: &str) -> Result<Vec<Replay>, sqlx::Er
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook_log::chain::{Head, link};
+
+    fn rows(sizes: &[usize]) -> Vec<LogEntry> {
+        let captures = sizes
+            .iter()
+            .map(|&n| Capture {
+                id: String::new(),
+                source: String::new(),
+                method: String::new(),
+                path: String::new(),
+                query: None,
+                headers: String::new(),
+                body: vec![0; n],
+                content_type: None,
+                remote_addr: String::new(),
+                received_at: String::new(),
+                signature_status: String::new(),
+                signature_reason: None,
+            })
+            .collect();
+        link(&Head::genesis(), captures).0
+    }
+
+    #[test]
+    fn insert_chunks_respect_row_count_and_body_bytes() {
+        let lens = |c: Vec<&[LogEntry]>| c.iter().map(|c| c.len()).collect::<Vec<_>>();
+        assert_eq!(
+            lens(insert_chunks(&rows(&[1; 450]))),
+            vec![128, 128, 128, 64, 2]
+        );
+        assert_eq!(lens(insert_chunks(&rows(&[1; 7]))), vec![4, 2, 1]);
+        let mib = 1024 * 1024;
+        assert_eq!(
+            lens(insert_chunks(&rows(&[mib, mib, mib, 2 * mib, 1]))),
+            vec![2, 1, 2]
+        );
+        assert_eq!(lens(insert_chunks(&rows(&[5 * mib, 5 * mib]))), vec![1, 1]);
+        assert!(insert_chunks(&[]).is_empty());
+    }
 }
