@@ -13,7 +13,7 @@ use crate::backend_tests;
 use crate::binary::opshub;
 use crate::helpers::{Backend, TestDb, test_config};
 
-const ADMIN: &str = "opshub_crash-test-admin-token-0123456789";
+pub(super) const ADMIN: &str = "opshub_crash-test-admin-token-0123456789";
 /// Acknowledged requests after which the server is killed.
 const KILL_AFTER: usize = 300;
 const SENDERS: usize = 16;
@@ -21,7 +21,7 @@ const SENDERS: usize = 16;
 backend_tests!(every_acknowledged_request_survives_sigkill);
 
 /// Starts `serve` on a free port; returns the child and its address (from the JSON log).
-fn start(db: &TestDb) -> (Child, String) {
+pub(super) fn start(db: &TestDb) -> (Child, String) {
     let mut child = opshub(&db.url, db.dir())
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("OPSHUB_ADMIN_TOKEN", ADMIN)
