@@ -4,8 +4,10 @@
 //! SIGKILL mid-stream through the built binary.
 
 mod chain;
+mod cli;
 mod crash;
 mod query;
+mod sdk;
 
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::Method;
