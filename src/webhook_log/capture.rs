@@ -226,8 +226,7 @@ async fn write_batch(
     let mut tx = db.begin_write_on(conn).await?;
     let head = store::lock_head(&mut tx, db).await?;
     let (rows, new_head) = chain::link(&head, captures);
-    store::insert_entries(&mut tx, db, &rows).await?;
-    store::set_head(&mut tx, db, &new_head).await?;
+    store::append(&mut tx, db, &rows, &new_head).await?;
     tx.commit().await?;
     Ok(head.seq + 1)
 }
