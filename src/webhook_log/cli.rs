@@ -156,22 +156,8 @@ fn print_sources(sources: &[Source]) {
 pub enum LogCmd {
     /// List logged requests, newest first.
     List {
-        #[arg(long)]
-        source: Option<String>,
-        #[arg(long)]
-        method: Option<String>,
-        /// Received at or after (RFC 3339).
-        #[arg(long)]
-        from: Option<String>,
-        /// Received before (RFC 3339).
-        #[arg(long)]
-        to: Option<String>,
-        /// unchecked, valid or invalid
-        #[arg(long)]
-        status: Option<String>,
-        /// Only bodies containing this text.
-        #[arg(long)]
-        contains: Option<String>,
+        #[command(flatten)]
+        filters: ListFilters,
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
@@ -197,38 +183,52 @@ pub enum LogCmd {
     },
 }
 
+#[derive(Debug, Args)]
+pub struct ListFilters {
+    #[arg(long)]
+    source: Option<String>,
+    #[arg(long)]
+    method: Option<String>,
+    /// Received at or after (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Received before (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+    /// unchecked, valid or invalid
+    #[arg(long)]
+    status: Option<String>,
+    /// Only bodies containing this text.
+    #[arg(long)]
+    contains: Option<String>,
+}
+
+async fn list(ctx: &Ctx, db: &crate::db::Db, f: ListFilters, limit: u32) -> anyhow::Result<()> {
+    let q = LogQuery {
+        source: f.source,
+        method: f.method,
+        from: f.from,
+        to: f.to,
+        signature_status: f.status,
+        q: f.contains,
+        limit: Some(limit),
+        cursor: None,
+    };
+    let filter = q.filter().map_err(usage)?;
+    let page = PageRequest { limit, after: None };
+    let found = super::list_entries(db, &filter, page).await?;
+    let views: Vec<LogView> = found
+        .items
+        .iter()
+        .map(|e| LogView::from_entry(e, false))
+        .collect();
+    print_logs(ctx, &views)
+}
+
 pub async fn run_log(ctx: &Ctx, cmd: LogCmd) -> anyhow::Result<()> {
     let db = ctx.db().await?;
     match cmd {
-        LogCmd::List {
-            source,
-            method,
-            from,
-            to,
-            status,
-            contains,
-            limit,
-        } => {
-            let q = LogQuery {
-                source,
-                method,
-                from,
-                to,
-                signature_status: status,
-                q: contains,
-                limit: Some(limit),
-                cursor: None,
-            };
-            let filter = q.filter().map_err(usage)?;
-            let page = PageRequest { limit, after: None };
-            let found = super::list_entries(&db, &filter, page).await?;
-            let views: Vec<LogView> = found
-                .items
-                .iter()
-                .map(|e| LogView::from_entry(e, false))
-                .collect();
-            print_logs(ctx, &views)
-        }
+        LogCmd::List { filters, limit } => list(ctx, &db, filters, limit).await,
         LogCmd::Show { id, raw } => {
             let entry = super::get_entry(&db, &id).await?;
             if raw {
