@@ -27,14 +27,19 @@ trap cleanup EXIT
 
 # serve URL: starts the bench server on a free port and sets $base.
 serve() {
+  # Emptied here: the background redirect may truncate only after the first check below.
+  : >"$work/out"
   OPSHUB_DATABASE_URL="$1" OPSHUB_LISTEN=127.0.0.1:0 \
     OPSHUB_MASTER_KEY="$(head -c 32 /dev/urandom | base64)" OPSHUB_DB_POOL_SIZE=16 \
     "$bin" >"$work/out" 2>"$work/err" &
   pid=$!
-  for _ in $(seq 1 200); do
+  # A fresh PostgreSQL database gets opshub's schema first, which takes a while on a busy machine.
+  for _ in $(seq 1 1200); do
     grep -q "listening on" "$work/out" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || { cat "$work/err" >&2; exit 1; }
     sleep 0.05
   done
+  grep -q "listening on" "$work/out" || { echo "the bench server did not start" >&2; exit 1; }
   base="http://$(awk '/listening on/ {print $3}' "$work/out")"
 }
 
