@@ -1,31 +1,16 @@
-//! Capture of `/ingest/{source}` requests and the group-commit writer that makes them
-//! durable. A request is read (within its source's body limit), verified, turned into a
-//! [`Capture`] and handed to the one [`Writer`] of the process, which takes everything
-//! queued, links it into the chain in order under the chain-head row lock, inserts it in one
-//! transaction and only then acknowledges each request. Nothing is answered 2xx before its
-//! transaction committed.
+//! Capture of `/ingest/{source}` requests: the body read within the source's limit, the
+//! signature checked on the raw headers, the headers redacted, the row built. Making it
+//! durable is the writer's job (`writer.rs`).
 
 use std::net::SocketAddr;
 
+use super::model::{Capture, REDACTED, SourceConfig};
+use super::verify::{self, SignatureStatus};
+use crate::db::time;
+use crate::error::{ApiError, ApiResult};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tokio::sync::{mpsc, oneshot};
-
-use super::chain;
-use super::model::{Capture, REDACTED, SourceConfig};
-use super::store;
-use super::verify::{self, SignatureStatus};
-use crate::db::{Any, Db, time};
-use crate::error::{ApiError, ApiResult};
-use sqlx::pool::PoolConnection;
-
-/// Most captures committed in one transaction.
-const MAX_BATCH: usize = 1024;
-/// Times the writer yields to let ready requests join a batch (see [`gather_more`]).
-const GATHER_YIELDS: usize = 2;
-/// Captures waiting for the writer before senders wait too (backpressure).
-const QUEUE: usize = 16 * 1024;
 
 /// An incoming request's head, as the handler received it.
 pub struct Incoming {
@@ -113,122 +98,6 @@ pub fn capture(src: &SourceConfig, req: &Incoming, body: Vec<u8>) -> Capture {
             _ => None,
         },
     }
-}
-
-struct Job {
-    capture: Capture,
-    ack: oneshot::Sender<Result<i64, String>>,
-}
-
-/// The process's one writer: a task that commits queued captures in batches.
-#[derive(Clone)]
-pub struct Writer {
-    jobs: mpsc::Sender<Job>,
-}
-
-impl Writer {
-    /// Starts the writer task on the current runtime. One task per process: several
-    /// (tried) only queue on the chain-head row lock and made PostgreSQL slower.
-    pub fn spawn(db: Db) -> Writer {
-        let (jobs, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, rx));
-        Writer { jobs }
-    }
-
-    /// Queues a capture and waits until it is committed; its seq.
-    pub async fn append(&self, capture: Capture) -> ApiResult<i64> {
-        let (ack, done) = oneshot::channel();
-        let unavailable = || ApiError::Unavailable("the webhook log writer has stopped".into());
-        self.jobs
-            .send(Job { capture, ack })
-            .await
-            .map_err(|_| unavailable())?;
-        match done.await.map_err(|_| unavailable())? {
-            Ok(seq) => Ok(seq),
-            Err(cause) => Err(ApiError::Internal(anyhow::anyhow!(
-                "cannot store the request: {cause}"
-            ))),
-        }
-    }
-}
-
-async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    // The writer keeps its own connection: a pool checkout pings the server first, a round
-    // trip per batch that shows in every request's latency.
-    let mut conn = None;
-    loop {
-        let taken = tokio::select! {
-            taken = rx.recv_many(&mut jobs, MAX_BATCH) => taken,
-            // Closing the pool waits for every checked-out connection: give ours back.
-            () = db.pool().close_event() => {
-                conn = None;
-                rx.recv_many(&mut jobs, MAX_BATCH).await
-            }
-        };
-        if taken == 0 {
-            return;
-        }
-        gather_more(&mut rx, &mut jobs).await;
-        let (captures, acks): (Vec<Capture>, Vec<_>) =
-            jobs.drain(..).map(|j| (j.capture, j.ack)).unzip();
-        let started = std::time::Instant::now();
-        let result = write_batch(&db, &mut conn, captures).await;
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        tracing::debug!(rows = acks.len(), micros, "webhook log batch");
-        match result {
-            Ok(first_seq) => {
-                for (i, ack) in acks.into_iter().enumerate() {
-                    // A client that went away does not care; the row is stored anyway.
-                    let _ = ack.send(Ok(first_seq + i as i64));
-                }
-            }
-            Err(e) => {
-                // The connection may be broken; the next batch takes a fresh one.
-                conn = None;
-                tracing::error!(error = %e, rows = acks.len(), "webhook log batch failed");
-                for ack in acks {
-                    let _ = ack.send(Err(e.to_string()));
-                }
-            }
-        }
-    }
-}
-
-/// Lets the request tasks that are ready run once more and takes what they queued, so a
-/// batch that just finished is not followed by a near-empty one: each commit costs about the
-/// same whatever its size.
-async fn gather_more(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
-    for _ in 0..GATHER_YIELDS {
-        if jobs.len() >= MAX_BATCH {
-            return;
-        }
-        tokio::task::yield_now().await;
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
-    }
-}
-
-/// One transaction: lock the head, link, insert, move the head, commit. The first seq.
-async fn write_batch(
-    db: &Db,
-    conn: &mut Option<PoolConnection<Any>>,
-    captures: Vec<Capture>,
-) -> Result<i64, sqlx::Error> {
-    let conn = match conn {
-        Some(c) => c,
-        None => conn.insert(db.pool().acquire().await?),
-    };
-    let mut tx = db.begin_write_on(conn).await?;
-    let head = store::lock_head(&mut tx, db).await?;
-    let (rows, new_head) = chain::link(&head, captures);
-    store::append(&mut tx, db, &rows, &new_head).await?;
-    tx.commit().await?;
-    Ok(head.seq + 1)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod prune;
 pub mod replay;
 mod store;
 pub mod verify;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,14 +33,14 @@ const SOURCE_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// The per-process part of the webhook log: the writer and the source cache.
 pub struct Runtime {
-    pub writer: capture::Writer,
+    pub writer: writer::Writer,
     sources: Mutex<HashMap<String, (Arc<SourceConfig>, Instant)>>,
 }
 
 impl Runtime {
     pub fn start(db: Db) -> Runtime {
         Runtime {
-            writer: capture::Writer::spawn(db),
+            writer: writer::Writer::spawn(db),
             sources: Mutex::default(),
         }
     }
