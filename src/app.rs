@@ -25,6 +25,8 @@ pub struct Inner {
     pub metrics: Metrics,
     pub kv: crate::kv::Kv,
     pub webhooks: crate::webhooks::Webhooks,
+    /// The webhook log's writer and source cache.
+    pub webhook_log: crate::webhook_log::Runtime,
     pub shutdown: CancellationToken,
     /// Background loops, so shutdown can wait for in-flight work to finish.
     pub tasks: tokio_util::task::TaskTracker,
@@ -34,7 +36,9 @@ impl AppState {
     /// State over an opened database and keyring; background work is started separately
     /// (see [`App::build`]), so the CLI can use the same operations without it.
     pub fn new(config: Config, db: Db, keys: Keyring) -> AppState {
+        let webhook_log = crate::webhook_log::Runtime::start(db.clone());
         AppState(Arc::new(Inner {
+            webhook_log,
             db,
             keys,
             auth: Authenticator::default(),

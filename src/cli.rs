@@ -16,6 +16,7 @@ use crate::db::Db;
 use crate::error::{ApiError, exit};
 use crate::migrations::cli::MigrateCmd;
 use crate::tokens::cli::TokenCmd;
+use crate::webhook_log::cli::{LogCmd, SourceCmd};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,6 +78,16 @@ enum Command {
     Migrate {
         #[command(subcommand)]
         cmd: MigrateCmd,
+    },
+    /// Manage ingest sources of the incoming webhook log
+    Source {
+        #[command(subcommand)]
+        cmd: SourceCmd,
+    },
+    /// Query, verify, prune and replay the incoming webhook log
+    Log {
+        #[command(subcommand)]
+        cmd: LogCmd,
     },
     /// Print the effective configuration (secrets masked) and where each value came from
     Config,
@@ -184,6 +195,8 @@ async fn dispatch(ctx: Ctx, command: Command) -> anyhow::Result<()> {
         Command::Digest(a) => crate::webhooks::cli::digest(&ctx, a),
         Command::Verify(a) => crate::webhooks::cli::verify(&ctx, a),
         Command::Migrate { cmd } => crate::migrations::cli::run(&ctx, cmd).await,
+        Command::Source { cmd } => crate::webhook_log::cli::run_source(&ctx, cmd).await,
+        Command::Log { cmd } => crate::webhook_log::cli::run_log(&ctx, cmd).await,
         Command::Config => print_config(&ctx),
     }
 }

@@ -12,6 +12,8 @@
 //!   versioned per component and apart from user migrations.
 //! - [`crypto`]: AES-256-GCM for secrets at rest, bound to their owning record.
 //! - [`metrics`], [`telemetry`], [`shutdown`]: Prometheus text, logs, graceful stop.
+//! - [`webhook_log`]: ingest sources, `/ingest/*` capture through one group-commit writer,
+//!   the append-only hash-chained log, verify, prune behind a checkpoint, query, replay.
 //!
 //! - [`migrations`]: versioned user migrations run under a cluster-wide lock, one
 //!   transaction per migration, statement by statement where a transaction is impossible.
@@ -36,4 +38,5 @@ pub mod schema;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tokens;
+pub mod webhook_log;
 pub mod webhooks;

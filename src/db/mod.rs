@@ -170,6 +170,17 @@ impl Db {
         Ok(WriteTx { tx: Some(tx) })
     }
 
+    /// [`Db::begin_write`] on a connection the caller holds (a long-lived writer's).
+    pub async fn begin_write_on<'c>(
+        &self,
+        conn: &'c mut sqlx::AnyConnection,
+    ) -> Result<Transaction<'c, Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await,
+            _ => sqlx::Connection::begin(conn).await,
+        }
+    }
+
     /// Checks the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1")

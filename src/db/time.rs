@@ -26,6 +26,11 @@ pub fn parse(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
     OffsetDateTime::parse(s, &Rfc3339)
 }
 
+/// The current time in Unix seconds (for signature tolerances).
+pub fn unix_now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
 /// `now + secs` in stored form, for leases and expiries.
 pub fn in_secs(secs: i64) -> String {
     format(OffsetDateTime::now_utc() + time::Duration::seconds(secs))

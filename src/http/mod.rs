@@ -42,6 +42,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         (name = "events", description = "Publishing events to webhooks"),
         (name = "deliveries", description = "Delivery state and attempts"),
         (name = "migrations", description = "Versioned schema migrations: records, run, rollback, status, validation, history"),
+        (name = "webhook-log", description = "Ingest sources, the append-only incoming webhook log, and the public /ingest capture routes"),
     )
 )]
 struct ApiDoc;
@@ -66,6 +67,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .nest("/kv", crate::kv::api::routes())
         .merge(crate::webhooks::api::routes())
         .merge(crate::migrations::api::routes())
+        .merge(crate::webhook_log::api::routes())
 }
 
 /// The whole application router, plus its OpenAPI document.
@@ -76,6 +78,8 @@ pub fn router(app: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts();
     let (public, public_doc) = meta::public_routes().split_for_parts();
     openapi.merge(public_doc);
+    let (ingest, ingest_doc) = crate::webhook_log::api::public_routes();
+    openapi.merge(ingest_doc);
     let authed = authed.layer(middleware::from_fn_with_state(
         app.clone(),
         auth::require_token,
@@ -84,6 +88,7 @@ pub fn router(app: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let router = Router::new()
         .merge(authed)
         .merge(public)
+        .merge(ingest)
         .merge(docs)
         .fallback(not_found)
         .with_state(app.clone());

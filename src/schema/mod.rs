@@ -8,6 +8,7 @@
 mod core;
 mod kv;
 mod migrations;
+mod webhook_log;
 mod webhooks;
 
 use sqlx::{Executor, Row};
@@ -45,6 +46,7 @@ const COMPONENTS: &[Component] = &[
     kv::COMPONENT,
     migrations::COMPONENT,
     webhooks::COMPONENT,
+    webhook_log::COMPONENT,
 ];
 
 /// The newest version of `component` this binary knows.

@@ -189,7 +189,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub admin_token: String,
     pub state: AppState,
-    /// Held so the database lives as long as the app.
+    /// Held so the database lives as long as the app; also lets a test start a second
+    /// instance on it.
     pub db: TestDb,
 }
 

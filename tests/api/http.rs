@@ -283,6 +283,19 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/migrations/{id}/resolve"),
     ("post", "/api/v1/migrations/{id}/resume"),
     ("post", "/api/v1/migrations/baseline"),
+    ("get", "/api/v1/ingest-sources"),
+    ("post", "/api/v1/ingest-sources"),
+    ("get", "/api/v1/ingest-sources/{id}"),
+    ("patch", "/api/v1/ingest-sources/{id}"),
+    ("delete", "/api/v1/ingest-sources/{id}"),
+    ("get", "/api/v1/webhook-logs"),
+    ("get", "/api/v1/webhook-logs/verify"),
+    ("get", "/api/v1/webhook-logs/{id}"),
+    ("get", "/api/v1/webhook-logs/{id}/raw"),
+    ("post", "/api/v1/webhook-logs/{id}/replay"),
+    ("get", "/api/v1/webhook-logs/{id}/replay"),
+    ("post", "/ingest/{source}"),
+    ("post", "/ingest/{source}/{path}"),
 ];
 
 #[tokio::test]

@@ -12,5 +12,6 @@ mod migrations_rollback;
 mod migrations_scripts;
 mod schema;
 mod tokens;
+mod webhook_log;
 mod webhooks;
 mod webhooks_e2e;
