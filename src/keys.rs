@@ -43,6 +43,8 @@ pub async fn rotate(app: &AppState) -> anyhow::Result<RotationReport> {
         "webhooks",
         crate::webhooks::rotate_secrets(app, &mut tx).await?,
     );
+    let sources = crate::webhook_log::rotate_secrets(&app.db, &app.keys, &mut tx).await?;
+    report.reencrypted.insert("ingest sources", sources);
     tx.commit().await?;
     app.kv.cache.clear();
     Ok(report)

@@ -227,3 +227,35 @@ pub async fn replays(db: &Db, id: &str) -> ApiResult<Vec<replay::Replay>> {
     get_entry(db, id).await?;
     Ok(store::list_replays(db, id).await?)
 }
+
+/// Re-encrypts every ingest-source secret not under the current master key, inside the
+/// caller's transaction (for `opshub keys rotate`). Returns how many changed.
+pub async fn rotate_secrets(
+    db: &Db,
+    keys: &Keyring,
+    conn: &mut sqlx::AnyConnection,
+) -> anyhow::Result<usize> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        db.sql("SELECT id, secret FROM opshub_ingest_sources WHERE secret IS NOT NULL"),
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut changed = 0;
+    for r in rows {
+        let (id, ct): (String, String) = (r.try_get("id")?, r.try_get("secret")?);
+        if keys.is_current(&ct) {
+            continue;
+        }
+        let plain = keys
+            .decrypt(&ct, &aad(&id))
+            .map_err(|e| anyhow::anyhow!("ingest source {id}: {e}"))?;
+        sqlx::query(db.sql("UPDATE opshub_ingest_sources SET secret = ? WHERE id = ?"))
+            .bind(keys.encrypt(&plain, &aad(&id)))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        changed += 1;
+    }
+    Ok(changed)
+}

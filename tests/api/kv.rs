@@ -624,6 +624,14 @@ async fn key_rotation_reencrypts_every_secret_and_reads_back(backend: Backend) {
     )
     .await
     .expect("webhook");
+    let source = opshub::webhook_log::create_source(
+        &state.db,
+        &state.keys,
+        serde_json::from_value(json!({"name": "gh", "verifier": "github", "secret": "gh-secret"}))
+            .expect("source"),
+    )
+    .await
+    .expect("source");
     state.shutdown.cancel();
     let new_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
     let rotated_cfg = test_config(
@@ -653,6 +661,7 @@ async fn key_rotation_reencrypts_every_secret_and_reads_back(backend: Backend) {
     assert_eq!(report.reencrypted["kv"], 2);
     assert_eq!(report.reencrypted["kv history"], 3);
     assert_eq!(report.reencrypted["webhooks"], 1);
+    assert_eq!(report.reencrypted["ingest sources"], 1);
     assert_eq!(
         opshub::keys::rotate(&app)
             .await
@@ -686,4 +695,19 @@ async fn key_rotation_reencrypts_every_secret_and_reads_back(backend: Backend) {
         keys[0],
         opshub::webhooks::sign::parse_secret(&hook.secret).expect("key")
     );
+    let ct: String = sqlx::query(
+        fresh
+            .db
+            .sql("SELECT secret FROM opshub_ingest_sources WHERE id = ?"),
+    )
+    .bind(&source.id)
+    .fetch_one(fresh.db.pool())
+    .await
+    .expect("source row")
+    .get(0);
+    let plain = fresh
+        .keys
+        .decrypt(&ct, &format!("ingest-source:{}", source.id))
+        .expect("new key alone");
+    assert_eq!(plain, b"gh-secret");
 }
