@@ -12,11 +12,14 @@
 //!   versioned per component and apart from user migrations.
 //! - [`crypto`]: AES-256-GCM for secrets at rest, bound to their owning record.
 //! - [`metrics`], [`telemetry`], [`shutdown`]: Prometheus text, logs, graceful stop.
-//! - [`webhook_log`]: ingest sources, `/ingest/*` capture through one group-commit writer,
-//!   the append-only hash-chained log, verify, prune behind a checkpoint, query, replay.
-//!
 //! - [`migrations`]: versioned user migrations run under a cluster-wide lock, one
 //!   transaction per migration, statement by statement where a transaction is impossible.
+//! - [`webhooks`]: endpoints, outbox publish, leased delivery workers, Standard Webhooks
+//!   signing, retries, the SSRF guard; digest/verify helpers.
+//! - [`webhook_log`]: ingest sources, `/ingest/*` capture through one group-commit writer,
+//!   the append-only hash-chained log, verify, prune behind a checkpoint, query, replay.
+//! - [`kv`]: typed configuration with encrypted secrets, history, CAS, a change feed and
+//!   a cache every instance invalidates; [`keys`] rotates the master key over all secrets.
 //!
 //! Module domains (`migrations`, `procedures`, `webhooks`, `webhook_log`, `kv`) each keep
 //! `mod.rs` (operations), `model.rs` (types, no I/O), `store.rs` (SQL only), `api.rs` and
