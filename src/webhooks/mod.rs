@@ -107,12 +107,15 @@ impl Webhooks {
         event_type: &str,
     ) -> Result<Vec<String>, sqlx::Error> {
         self.refresh(db, generation).await?;
-        Ok(self
-            .index
-            .read()
-            .ok()
-            .and_then(|i| i.as_ref().map(|i| i.patterns.matches(event_type)))
-            .unwrap_or_default())
+        Ok(self.matches_at(generation, event_type).unwrap_or_default())
+    }
+
+    /// Matches from the index if it reflects exactly `generation`; touches no database, so
+    /// it is safe inside a write transaction.
+    fn matches_at(&self, generation: i64, event_type: &str) -> Option<Vec<String>> {
+        let index = self.index.read().ok()?;
+        let i = index.as_ref().filter(|i| i.generation == generation)?;
+        Some(i.patterns.matches(event_type))
     }
 
     /// The endpoints with these ids, as of `generation`.

@@ -30,12 +30,7 @@ pub async fn publish(app: &AppState, new: NewEvent) -> ApiResult<EventView> {
         .unwrap_or_else(|| format!("msg_{}", uuid::Uuid::now_v7().simple()));
     let now = time::now();
     let body = json!({ "type": new.event_type, "timestamp": now, "data": new.payload }).to_string();
-    let mut tx = app.db.begin_write().await?;
-    let generation = store::generation(&app.db, &mut *tx).await?;
-    let targets = app
-        .webhooks
-        .route(&app.db, generation, &new.event_type)
-        .await?;
+    let (mut tx, targets) = routed_tx(app, &new.event_type).await?;
     if let Err(e) = store::insert_event(&app.db, &mut tx, &id, &new.event_type, &body, &now).await {
         drop(tx);
         return if crate::db::is_unique_violation(&e) {
@@ -80,6 +75,29 @@ async fn repeated(app: &AppState, id: &str) -> ApiResult<EventView> {
     Err(ApiError::conflict(
         "event_id_used",
         format!("event id {id} was used more than 24 h ago; ids are never reused"),
+    ))
+}
+
+/// A write transaction plus the endpoints the event reaches, consistent with each other.
+/// The index is brought up to date BEFORE the write lock is taken: reloading it needs
+/// another pooled connection, and on SQLite every other connection may be waiting for
+/// this transaction's write lock (a deadlock that surfaced as 500s under load). Inside the
+/// transaction only the generation is re-read; if an endpoint changed in between, retry.
+async fn routed_tx(
+    app: &AppState,
+    event_type: &str,
+) -> ApiResult<(crate::db::WriteTx, Vec<String>)> {
+    for _ in 0..5 {
+        let seen = store::generation(&app.db, app.db.pool()).await?;
+        app.webhooks.endpoints(&app.db, seen).await?;
+        let mut tx = app.db.begin_write().await?;
+        let generation = store::generation(&app.db, &mut *tx).await?;
+        if let Some(targets) = app.webhooks.matches_at(generation, event_type) {
+            return Ok((tx, targets));
+        }
+    }
+    Err(ApiError::Unavailable(
+        "webhook endpoints keep changing; try again".into(),
     ))
 }
 

@@ -860,3 +860,53 @@ async fn official_standard_webhooks_and_svix_libraries_accept_every_delivery() {
         "{bad:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_publishes_after_an_endpoint_change_never_deadlock() {
+    // SQLite has one write lock; reloading the routing index inside a publish transaction
+    // used to need a second pooled connection while every other one waited for that lock.
+    let Some(app) = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("OPSHUB_WEBHOOK_ALLOW_PRIVATE", "true"),
+            ("OPSHUB_WEBHOOK_WORKERS", "0"),
+            ("OPSHUB_DB_POOL_SIZE", "3"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    for round in 0..3 {
+        create(&app, &rx.url, json!(["*"])).await; // the index is stale again
+        let publishes: Vec<_> = (0..40)
+            .map(|i| {
+                let (client, base, token) = (
+                    app.client.clone(),
+                    app.base.clone(),
+                    app.admin_token.clone(),
+                );
+                tokio::spawn(async move {
+                    let r = client
+                        .post(format!("{base}/api/v1/events"))
+                        .bearer_auth(token)
+                        .json(&json!({"type": "a.b", "payload": {"round": round, "i": i}}))
+                        .send()
+                        .await
+                        .expect("sent");
+                    r.status().as_u16()
+                })
+            })
+            .collect();
+        for p in publishes {
+            assert_eq!(
+                tokio::time::timeout(std::time::Duration::from_secs(20), p)
+                    .await
+                    .expect("no deadlock")
+                    .expect("task"),
+                202
+            );
+        }
+    }
+}
