@@ -13,13 +13,13 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::model::{self, Migration, MigrationRef};
+use super::model::{self, Migration, MigrationRef, NewMigration};
 use super::run::Runner;
 use super::source;
 use super::source::files::{self, ImportSet, ImportedMigration};
 use super::source::split::{self, Dialect};
 use super::store;
-use crate::db::{Db, time};
+use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
@@ -155,29 +155,16 @@ fn decide(file: &ImportedMigration, current: Option<&Migration>, dialect: Dialec
 }
 
 fn record(f: &ImportedMigration) -> Migration {
-    let now = time::now();
-    Migration {
-        id: uuid::Uuid::now_v7().to_string(),
+    Migration::pending(NewMigration {
         name: f.name.clone(),
         version: f.version.as_str().to_string(),
         execution_order: 0,
         description: f.description.clone(),
         up_script: f.up_script.clone(),
-        down_script: model::normalize_down(f.down_script.clone()),
+        down_script: f.down_script.clone(),
         transactional: f.transactional,
         is_active: true,
-        is_executed: false,
-        executed_at: None,
-        checksum: None,
-        execution_ms: None,
-        last_error: None,
-        dirty: false,
-        dirty_info: None,
-        created_at: now.clone(),
-        updated_at: now,
-        applied_up: None,
-        applied_down: None,
-    }
+    })
 }
 
 fn same(a: &Migration, b: &Migration) -> bool {

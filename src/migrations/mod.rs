@@ -25,29 +25,7 @@ use model::{Migration, MigrationPatch, NewMigration};
 
 /// Creates a migration record (inactive unless asked otherwise); nothing is run.
 pub async fn create(db: &Db, new: NewMigration) -> ApiResult<Migration> {
-    let now = time::now();
-    let m = Migration {
-        id: uuid::Uuid::now_v7().to_string(),
-        name: new.name,
-        version: new.version,
-        execution_order: new.execution_order,
-        description: new.description,
-        up_script: new.up_script,
-        down_script: model::normalize_down(new.down_script),
-        transactional: new.transactional,
-        is_active: new.is_active,
-        is_executed: false,
-        executed_at: None,
-        checksum: None,
-        execution_ms: None,
-        last_error: None,
-        dirty: false,
-        dirty_info: None,
-        created_at: now.clone(),
-        updated_at: now,
-        applied_up: None,
-        applied_down: None,
-    };
+    let m = Migration::pending(new);
     model::validate(&m, source::dialect(db.dialect())).map_err(invalid)?;
     match store::insert(db, db.pool(), &m).await {
         Ok(()) => Ok(m),

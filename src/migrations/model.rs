@@ -108,6 +108,35 @@ fn yes() -> bool {
     true
 }
 
+impl Migration {
+    /// A migration as first stored: not executed, no apply state, new id and timestamps.
+    pub fn pending(new: NewMigration) -> Migration {
+        let now = crate::db::time::now();
+        Migration {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: new.name,
+            version: new.version,
+            execution_order: new.execution_order,
+            description: new.description,
+            up_script: new.up_script,
+            down_script: normalize_down(new.down_script),
+            transactional: new.transactional,
+            is_active: new.is_active,
+            is_executed: false,
+            executed_at: None,
+            checksum: None,
+            execution_ms: None,
+            last_error: None,
+            dirty: false,
+            dirty_info: None,
+            created_at: now.clone(),
+            updated_at: now,
+            applied_up: None,
+            applied_down: None,
+        }
+    }
+}
+
 /// An update: every field optional; `downScript: null` removes the down script.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
