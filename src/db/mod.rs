@@ -353,3 +353,35 @@ mod tests {
         assert_eq!(Dialect::from_url("redis://x"), None);
     }
 }
+
+/// Splits `items` into runs of power-of-two lengths, each at most `max` (itself a power of
+/// two), largest first. Multi-row statements built per run then come in a handful of
+/// shapes, which each connection's statement cache keeps prepared; a shape per batch size
+/// would make PostgreSQL parse and plan a new statement on nearly every batch.
+pub fn pow2_chunks<T>(mut items: &[T], max: usize) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    while !items.is_empty() {
+        let take = max.min(1 << items.len().ilog2());
+        let (head, rest) = items.split_at(take);
+        runs.push(head);
+        items = rest;
+    }
+    runs
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    #[test]
+    fn runs_are_powers_of_two_up_to_the_maximum() {
+        let lens = |n: usize, max| {
+            super::pow2_chunks(&vec![0u8; n], max)
+                .iter()
+                .map(|r| r.len())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lens(7, 128), vec![4, 2, 1]);
+        assert_eq!(lens(300, 128), vec![128, 128, 32, 8, 4]);
+        assert_eq!(lens(1, 128), vec![1]);
+        assert!(lens(0, 128).is_empty());
+    }
+}

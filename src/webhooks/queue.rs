@@ -50,26 +50,29 @@ pub async fn claim(
         tx.commit().await?;
         return Ok(Vec::new());
     }
-    let marks = vec!["?"; ids.len()].join(", ");
-    let update = format!(
-        "UPDATE opshub_deliveries SET lease_until = ?, leased_by = ? WHERE id IN ({marks})"
-    );
-    let mut q = sqlx::query(db.sql_dynamic(&update))
-        .bind(lease_until)
-        .bind(worker);
-    for id in &ids {
-        q = q.bind(id.clone());
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in crate::db::pow2_chunks(&ids, 256) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let update = format!(
+            "UPDATE opshub_deliveries SET lease_until = ?, leased_by = ? WHERE id IN ({marks})"
+        );
+        let mut q = sqlx::query(db.sql_dynamic(&update))
+            .bind(lease_until)
+            .bind(worker);
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        q.execute(&mut *tx).await?;
+        let fetch = format!(
+            "SELECT d.id, d.attempts, d.event_id, d.webhook_id, e.body FROM opshub_deliveries d
+             JOIN opshub_events e ON e.id = d.event_id WHERE d.id IN ({marks})"
+        );
+        let mut q = sqlx::query(db.sql_dynamic(&fetch));
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        rows.extend(q.fetch_all(&mut *tx).await?);
     }
-    q.execute(&mut *tx).await?;
-    let fetch = format!(
-        "SELECT d.id, d.attempts, d.event_id, d.webhook_id, e.body FROM opshub_deliveries d
-         JOIN opshub_events e ON e.id = d.event_id WHERE d.id IN ({marks})"
-    );
-    let mut q = sqlx::query(db.sql_dynamic(&fetch));
-    for id in &ids {
-        q = q.bind(id.clone());
-    }
-    let rows = q.fetch_all(&mut *tx).await?;
     tx.commit().await?;
     rows.iter()
         .map(|r| {
@@ -109,7 +112,7 @@ pub async fn record(
     now: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    for chunk in records.chunks(200) {
+    for chunk in crate::db::pow2_chunks(records, 128) {
         let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
             "INSERT INTO opshub_delivery_attempts (id, delivery_id, attempt, started_at, duration_ms, status_code,
@@ -156,7 +159,7 @@ pub async fn record(
         .await?;
     }
     for (status, group) in succeeded {
-        for chunk in group.chunks(500) {
+        for chunk in crate::db::pow2_chunks(&group, 256) {
             let marks = vec!["?"; chunk.len()].join(", ");
             let sql = format!(
                 "UPDATE opshub_deliveries SET status = 'succeeded', attempts = attempts + 1, lease_until = NULL,

@@ -154,7 +154,7 @@ pub async fn insert_events(
     conn: &mut AnyConnection,
     events: &[NewEventRow<'_>],
 ) -> Result<(), sqlx::Error> {
-    for chunk in events.chunks(250) {
+    for chunk in crate::db::pow2_chunks(events, 128) {
         let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!("INSERT INTO opshub_events (id, type, body, created_at) VALUES {values}");
         let mut q = sqlx::query(db.sql_dynamic(&sql));
@@ -173,7 +173,7 @@ pub async fn existing_events(
     ids: &[&str],
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut found = Vec::new();
-    for chunk in ids.chunks(500) {
+    for chunk in crate::db::pow2_chunks(ids, 256) {
         let marks = vec!["?"; chunk.len()].join(", ");
         let sql = format!("SELECT id FROM opshub_events WHERE id IN ({marks})");
         let mut q = sqlx::query(db.sql_dynamic(&sql));
@@ -212,7 +212,7 @@ pub async fn insert_deliveries(
     conn: &mut AnyConnection,
     deliveries: &[NewDeliveryRow<'_>],
 ) -> Result<(), sqlx::Error> {
-    for chunk in deliveries.chunks(500) {
+    for chunk in crate::db::pow2_chunks(deliveries, 256) {
         let values = vec!["(?, ?, ?, 'pending', 0, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
             "INSERT INTO opshub_deliveries (id, event_id, webhook_id, status, attempts, next_attempt_at, created_at, updated_at) VALUES {values}"

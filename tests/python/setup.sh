@@ -10,5 +10,5 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-  stripe==16.1.0 slack-sdk==3.47.0 standardwebhooks==1.1.0 svix==2.9.1
-"$venv/bin/python" -c "import stripe, slack_sdk, standardwebhooks, svix" && echo "python libraries ready in $venv"
+  stripe==16.1.0 slack-sdk==3.47.0 standardwebhooks==1.1.0 svix==2.9.1 schemathesis==4.32.5
+"$venv/bin/python" -c "import stripe, slack_sdk, standardwebhooks, svix, schemathesis" && echo "python libraries ready in $venv"

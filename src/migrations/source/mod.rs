@@ -6,7 +6,7 @@
 
 mod blocks;
 mod classify;
-mod create;
+pub mod create;
 pub mod files;
 mod layout;
 mod lexer;

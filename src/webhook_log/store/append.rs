@@ -144,13 +144,8 @@ const BYTES_PER_INSERT: usize = 4 * 1024 * 1024;
 /// alone), then into power-of-two counts up to [`ROWS_PER_INSERT`].
 fn insert_chunks(rows: &[LogEntry]) -> Vec<&[LogEntry]> {
     let mut chunks = Vec::new();
-    for mut run in by_bytes(rows) {
-        while !run.is_empty() {
-            let take = ROWS_PER_INSERT.min(1 << run.len().ilog2());
-            let (head, rest) = run.split_at(take);
-            chunks.push(head);
-            run = rest;
-        }
+    for run in by_bytes(rows) {
+        chunks.extend(crate::db::pow2_chunks(run, ROWS_PER_INSERT));
     }
     chunks
 }

@@ -1,0 +1,4 @@
+CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;
+DO $x$ BEGIN RAISE NOTICE $q$;$q$; END $x$;
+-- c;
+SELECT 'a;b';
