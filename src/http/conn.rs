@@ -250,6 +250,72 @@ fn same_headers(found: &[RawHeader], headers: &HeaderMap) -> bool {
     })
 }
 
+/// The fuzz target `capture` (fuzz/): `data` arrives on an ingest connection; if it holds a
+/// request hyper would accept, its head must be found again in arrival order and the
+/// captured row must keep every header and the body's bytes. Panics on a violation.
+#[doc(hidden)]
+pub fn fuzz_capture(data: &[u8]) {
+    use crate::webhook_log::{capture, model, verify::Verifier};
+    let mut slots = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut slots);
+    let Ok(httparse::Status::Complete(head_len)) = req.parse(data) else {
+        return;
+    };
+    let (Some(method), Some(path)) = (req.method, req.path) else {
+        return;
+    };
+    let (Ok(method), Ok(uri)) = (method.parse::<Method>(), path.parse::<Uri>()) else {
+        return;
+    };
+    let mut headers = HeaderMap::new();
+    for h in req.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(h.name.as_bytes()),
+            axum::http::HeaderValue::from_bytes(h.value),
+        ) else {
+            return;
+        };
+        headers.append(name, value);
+    }
+    let mut window = Window::default();
+    window.push(data);
+    let conn = Conn {
+        remote: SocketAddr::from(([127, 0, 0, 1], 1)),
+        window: Some(Arc::new(Mutex::new(window))),
+    };
+    let arrival = conn.arrival_order(&method, &uri, &headers);
+    let ingest = first_target(data).is_some_and(|t| t.starts_with(INGEST));
+    if ingest && data.len() <= WINDOW && uri.path_and_query().map(|p| p.as_str()) == Some(path) {
+        assert!(arrival.is_some(), "the head was not found again");
+    }
+    let config = model::SourceConfig {
+        source: model::Source {
+            id: "id".into(),
+            name: "fuzz".into(),
+            verifier: Verifier::HmacSha256,
+            has_secret: true,
+            redact_headers: vec!["x-secret".into()],
+            max_body_bytes: 1 << 20,
+            reject_invalid: false,
+            created_at: String::new(),
+            updated_at: String::new(),
+        },
+        secret: Some("secret".into()),
+    };
+    let body = data[head_len..].to_vec();
+    let incoming = capture::Incoming {
+        method,
+        uri,
+        headers,
+        arrival,
+        remote: SocketAddr::from(([127, 0, 0, 1], 1)),
+    };
+    let row = capture::capture(&config, &incoming, body.clone());
+    let stored: Vec<(String, String)> = serde_json::from_str(&row.headers).expect("headers JSON");
+    assert_eq!(stored.len(), incoming.headers.len(), "a header was lost");
+    assert_eq!(row.body, body, "the body changed");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,70 +396,4 @@ mod tests {
         w.push(&vec![b'x'; WINDOW + 10]);
         assert_eq!(w.bytes.len(), WINDOW);
     }
-}
-
-/// The fuzz target `capture` (fuzz/): `data` arrives on an ingest connection; if it holds a
-/// request hyper would accept, its head must be found again in arrival order and the
-/// captured row must keep every header and the body's bytes. Panics on a violation.
-#[doc(hidden)]
-pub fn fuzz_capture(data: &[u8]) {
-    use crate::webhook_log::{capture, model, verify::Verifier};
-    let mut slots = [httparse::EMPTY_HEADER; 128];
-    let mut req = httparse::Request::new(&mut slots);
-    let Ok(httparse::Status::Complete(head_len)) = req.parse(data) else {
-        return;
-    };
-    let (Some(method), Some(path)) = (req.method, req.path) else {
-        return;
-    };
-    let (Ok(method), Ok(uri)) = (method.parse::<Method>(), path.parse::<Uri>()) else {
-        return;
-    };
-    let mut headers = HeaderMap::new();
-    for h in req.headers.iter() {
-        let (Ok(name), Ok(value)) = (
-            axum::http::HeaderName::from_bytes(h.name.as_bytes()),
-            axum::http::HeaderValue::from_bytes(h.value),
-        ) else {
-            return;
-        };
-        headers.append(name, value);
-    }
-    let mut window = Window::default();
-    window.push(data);
-    let conn = Conn {
-        remote: SocketAddr::from(([127, 0, 0, 1], 1)),
-        window: Some(Arc::new(Mutex::new(window))),
-    };
-    let arrival = conn.arrival_order(&method, &uri, &headers);
-    let ingest = first_target(data).is_some_and(|t| t.starts_with(INGEST));
-    if ingest && data.len() <= WINDOW && uri.path_and_query().map(|p| p.as_str()) == Some(path) {
-        assert!(arrival.is_some(), "the head was not found again");
-    }
-    let config = model::SourceConfig {
-        source: model::Source {
-            id: "id".into(),
-            name: "fuzz".into(),
-            verifier: Verifier::HmacSha256,
-            has_secret: true,
-            redact_headers: vec!["x-secret".into()],
-            max_body_bytes: 1 << 20,
-            reject_invalid: false,
-            created_at: String::new(),
-            updated_at: String::new(),
-        },
-        secret: Some("secret".into()),
-    };
-    let body = data[head_len..].to_vec();
-    let incoming = capture::Incoming {
-        method,
-        uri,
-        headers,
-        arrival,
-        remote: SocketAddr::from(([127, 0, 0, 1], 1)),
-    };
-    let row = capture::capture(&config, &incoming, body.clone());
-    let stored: Vec<(String, String)> = serde_json::from_str(&row.headers).expect("headers JSON");
-    assert_eq!(stored.len(), incoming.headers.len(), "a header was lost");
-    assert_eq!(row.body, body, "the body changed");
 }
