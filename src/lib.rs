@@ -28,6 +28,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod db;
 pub mod error;
