@@ -3,7 +3,6 @@
 //! Exit codes follow SPEC §1 (`error::exit`).
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -240,14 +239,9 @@ async fn serve(ctx: Ctx) -> anyhow::Result<()> {
         database = %crate::db::redact_url(&state.config.database_url),
         "opshub is serving; API docs at /docs"
     );
-    axum::serve(
-        listener,
-        app.router
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(state.shutdown.clone().cancelled_owned())
-    .await
-    .context("the HTTP server failed")?;
+    crate::http::serve(listener, app.router, state.shutdown.clone())
+        .await
+        .context("the HTTP server failed")?;
     // Let in-flight deliveries finish and record their outcome before the pool closes.
     state.shutdown.cancel();
     state.tasks.close();

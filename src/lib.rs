@@ -28,6 +28,7 @@
 //! `cli.rs` (thin adapters over the same operations); `tokens` follows the same shape.
 
 pub mod app;
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod console;

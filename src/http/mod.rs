@@ -4,6 +4,7 @@
 //! SPEC's shape; only the web console's own HTML error pages are left as they are.
 
 pub mod auth;
+pub mod conn;
 pub mod extract;
 mod meta;
 
@@ -15,9 +16,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -105,22 +103,47 @@ pub fn router(app: AppState) -> (Router, utoipa::openapi::OpenApi) {
             panic_response,
         ))
         .layer(middleware::from_fn_with_state(app, record_metrics))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeUuid));
+        .layer(middleware::from_fn(request_id));
     (router, openapi)
 }
 
-/// Request ids are UUIDv7, like every other id; a client-supplied `x-request-id` is kept.
-#[derive(Clone, Copy)]
-struct MakeUuid;
+/// Serves `router` on `listener` until `shutdown` fires: connections record their ingest
+/// heads ([`conn`]), handlers get [`conn::Conn`] as connect info.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(
+        conn::RecordingListener(listener),
+        router.into_make_service_with_connect_info::<conn::Conn>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+}
 
-impl MakeRequestId for MakeUuid {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
-            .ok()
-            .map(RequestId::new)
-    }
+/// Marks a request whose `x-request-id` opshub made up (the client sent none), so the
+/// webhook log can leave it out of what the client sent.
+#[derive(Clone, Copy)]
+pub struct GeneratedRequestId;
+
+/// Gives every request an `x-request-id` (UUIDv7, like every other id; a client's own is
+/// kept) before tracing starts its span, and echoes it on the response.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = match req.headers().get(REQUEST_ID) {
+        Some(v) => v.clone(),
+        None => {
+            let made = HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("-"));
+            req.headers_mut().insert(REQUEST_ID, made.clone());
+            req.extensions_mut().insert(GeneratedRequestId);
+            made
+        }
+    };
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert(REQUEST_ID, id);
+    resp
 }
 
 fn request_span(req: &axum::http::Request<Body>) -> tracing::Span {

@@ -114,6 +114,48 @@ fn expand(stmt: &str, dialect: Dialect) -> String {
 /// processes at once.
 pub async fn upgrade(db: &Db) -> Result<(), SchemaError> {
     let mut conn = db.pool().acquire().await?;
+    let result = if up_to_date(db, &mut conn).await {
+        Ok(())
+    } else {
+        upgrade_locked(db, &mut conn).await
+    };
+    drop(conn);
+    // Returning a connection to the pool is a spawned task; a query issued before it lands
+    // opens a second connection (a PostgreSQL handshake, ~5-10 ms, on every CLI run).
+    for _ in 0..1000 {
+        if db.pool().num_idle() > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    result
+}
+
+/// Whether every component already is at its latest step: one query and no lock, the case
+/// of every start but the first after an upgrade. Any error (no table yet) means no.
+async fn up_to_date(db: &Db, conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> bool {
+    let Ok(rows) = sqlx::query(
+        db.sql("SELECT component, MAX(version) AS v FROM opshub_schema_version GROUP BY component"),
+    )
+    .fetch_all(&mut **conn)
+    .await
+    else {
+        return false;
+    };
+    let stored: std::collections::HashMap<String, i64> = rows
+        .iter()
+        .filter_map(|r| Some((r.try_get("component").ok()?, r.try_get("v").ok()?)))
+        .collect();
+    COMPONENTS.iter().all(|c| {
+        let latest = c.steps.last().map_or(0, |s| s.version);
+        stored.get(c.name) == Some(&latest)
+    })
+}
+
+async fn upgrade_locked(
+    db: &Db,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+) -> Result<(), SchemaError> {
     // The lock is a dialect matter, so it branches here and nowhere else.
     match db.dialect() {
         Dialect::Postgres => {
@@ -128,7 +170,7 @@ pub async fn upgrade(db: &Db) -> Result<(), SchemaError> {
         }
         Dialect::Sqlite => {}
     }
-    let result = apply_steps(db, &mut conn).await;
+    let result = apply_steps(db, conn).await;
     match db.dialect() {
         Dialect::Postgres => {
             conn.execute("SELECT pg_advisory_unlock(7408275161)")

@@ -22,6 +22,8 @@ use super::model::{LogQuery, LogView, NewSource, Source, SourcePatch};
 use super::replay::{Replay, ReplayRequest};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, error_body};
+use crate::http::GeneratedRequestId;
+use crate::http::conn::Conn;
 use crate::http::{ApiJson, ApiPath, ApiQuery};
 use crate::page::{Page, PageQuery};
 
@@ -93,16 +95,24 @@ async fn ingest_path(
 
 async fn capture_request(app: &AppState, source: &str, req: Request) -> ApiResult<Response> {
     let cfg = app.webhook_log.source(&app.db, &app.keys, source).await?;
-    let (parts, body) = req.into_parts();
-    let remote = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
-    let body = capture::read_body(body, &parts.headers, cfg.source.max_body_bytes).await?;
+    let (mut parts, body) = req.into_parts();
+    if parts.extensions.get::<GeneratedRequestId>().is_some() {
+        // Added by opshub, not sent by the client.
+        parts.headers.remove("x-request-id");
+    }
+    let conn = parts.extensions.get::<ConnectInfo<Conn>>().map(|c| &c.0);
+    let remote = conn.map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.remote);
+    let arrival = conn.and_then(|c| c.arrival_order(&parts.method, &parts.uri, &parts.headers));
+    let body = capture::read_body(body, &parts.headers, cfg.source.max_body_bytes).await;
+    if let Some(c) = conn {
+        c.finished();
+    }
+    let body = body?;
     let incoming = Incoming {
         method: parts.method,
         uri: parts.uri,
         headers: parts.headers,
+        arrival,
         remote,
     };
     let row = capture::capture(&cfg, &incoming, body);

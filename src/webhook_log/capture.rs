@@ -17,6 +17,9 @@ pub struct Incoming {
     pub method: Method,
     pub uri: Uri,
     pub headers: HeaderMap,
+    /// The same headers in arrival order, when the connection could tell
+    /// ([`crate::http::conn`]).
+    pub arrival: Option<Vec<crate::http::conn::RawHeader>>,
     pub remote: SocketAddr,
 }
 
@@ -53,13 +56,14 @@ fn header_text(raw: &[u8]) -> String {
 
 /// Builds the row to store and checks the signature (on the unredacted headers).
 pub fn capture(src: &SourceConfig, req: &Incoming, body: Vec<u8>) -> Capture {
-    // hyper gives names lowercased, grouped by name in order of first arrival, with
-    // repeated headers in their arrival order.
-    let raw: Vec<(String, Vec<u8>)> = req
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
-        .collect();
+    // Arrival order when the connection kept the head; otherwise hyper's: lowercased,
+    // grouped by name in order of first arrival, repeated headers in arrival order.
+    let raw: Vec<(String, Vec<u8>)> = req.arrival.clone().unwrap_or_else(|| {
+        req.headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect()
+    });
     let stored: Vec<[String; 2]> = raw
         .iter()
         .map(|(n, v)| {

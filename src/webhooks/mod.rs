@@ -40,22 +40,37 @@ pub const PREVIOUS_SECRET_GRACE_SECS: i64 = 24 * 3600;
 /// Per-process webhook state: the routing index (with the generation it reflects), the
 /// sender, and the worker's wake-up.
 pub struct Webhooks {
-    index: RwLock<Option<Indexed>>,
+    index: RwLock<Option<Arc<Indexed>>>,
+    /// Publishes waiting for the next group commit (see [`publish`]).
+    outbox: crate::batch::Batcher<publish::Job>,
     pub sender: deliver::Sender,
     pub wake: tokio::sync::Notify,
     pub worker_id: String,
 }
 
-struct Indexed {
+/// The routing index as of one generation; shared, immutable, replaced whole.
+pub struct Indexed {
     generation: i64,
     patterns: pattern::PatternIndex<String>,
     by_id: HashMap<String, Arc<Webhook>>,
+}
+
+impl Indexed {
+    /// Active endpoints matching `event_type`.
+    pub fn matches(&self, event_type: &str) -> Vec<String> {
+        self.patterns.matches(event_type)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Webhook>> {
+        self.by_id.get(id)
+    }
 }
 
 impl Webhooks {
     pub fn new(config: &crate::config::Config) -> Webhooks {
         Webhooks {
             index: RwLock::new(None),
+            outbox: Default::default(),
             sender: deliver::Sender::new(config),
             wake: tokio::sync::Notify::new(),
             worker_id: format!(
@@ -66,15 +81,10 @@ impl Webhooks {
         }
     }
 
-    /// Brings the index up to `generation` (reloading every endpoint when it is older).
-    async fn refresh(&self, db: &Db, generation: i64) -> Result<(), sqlx::Error> {
-        let current = self
-            .index
-            .read()
-            .ok()
-            .and_then(|i| i.as_ref().map(|i| i.generation));
-        if current == Some(generation) {
-            return Ok(());
+    /// The index at `generation` or newer, reloading every endpoint when it is older.
+    async fn refresh(&self, db: &Db, generation: i64) -> Result<Arc<Indexed>, sqlx::Error> {
+        if let Some(current) = self.current().filter(|i| i.generation >= generation) {
+            return Ok(current);
         }
         let all = store::all(db).await?;
         let mut patterns = pattern::PatternIndex::new();
@@ -87,50 +97,32 @@ impl Webhooks {
             .into_iter()
             .map(|w| (w.id.clone(), Arc::new(w)))
             .collect();
+        let fresh = Arc::new(Indexed {
+            generation,
+            patterns,
+            by_id,
+        });
         if let Ok(mut slot) = self.index.write()
             && slot.as_ref().is_none_or(|i| i.generation < generation)
         {
-            *slot = Some(Indexed {
-                generation,
-                patterns,
-                by_id,
-            });
+            *slot = Some(fresh.clone());
         }
-        Ok(())
+        Ok(fresh)
     }
 
-    /// Active endpoints matching `event_type`, as of `generation`.
-    async fn route(
-        &self,
-        db: &Db,
-        generation: i64,
-        event_type: &str,
-    ) -> Result<Vec<String>, sqlx::Error> {
-        self.refresh(db, generation).await?;
-        Ok(self.matches_at(generation, event_type).unwrap_or_default())
+    fn current(&self) -> Option<Arc<Indexed>> {
+        self.index.read().ok().and_then(|i| i.clone())
     }
 
-    /// Matches from the index if it reflects exactly `generation`; touches no database, so
-    /// it is safe inside a write transaction.
-    fn matches_at(&self, generation: i64, event_type: &str) -> Option<Vec<String>> {
-        let index = self.index.read().ok()?;
-        let i = index.as_ref().filter(|i| i.generation == generation)?;
-        Some(i.patterns.matches(event_type))
+    /// The index if it reflects exactly `generation`; touches no database, so it is safe
+    /// inside a write transaction.
+    fn at(&self, generation: i64) -> Option<Arc<Indexed>> {
+        self.current().filter(|i| i.generation == generation)
     }
 
-    /// The endpoints with these ids, as of `generation`.
-    pub async fn endpoints(
-        &self,
-        db: &Db,
-        generation: i64,
-    ) -> Result<HashMap<String, Arc<Webhook>>, sqlx::Error> {
-        self.refresh(db, generation).await?;
-        Ok(self
-            .index
-            .read()
-            .ok()
-            .and_then(|i| i.as_ref().map(|i| i.by_id.clone()))
-            .unwrap_or_default())
+    /// The endpoints as of `generation` or newer.
+    pub async fn endpoints(&self, db: &Db, generation: i64) -> Result<Arc<Indexed>, sqlx::Error> {
+        self.refresh(db, generation).await
     }
 }
 

@@ -1,18 +1,44 @@
 //! Publishing and the delivery queue as users see it: publish (outbox), routing dry-run,
 //! test events, delivery listings, manual retry and time-range recovery.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
 use serde_json::json;
+use tokio::sync::oneshot;
 
 use super::model::{DeliveryDetail, DeliveryView, EventView, NewEvent, WebhookView};
-use super::{get, model, pattern, queue, store};
+use super::{Indexed, get, model, pattern, queue, store};
 use crate::app::AppState;
 use crate::db::time;
 use crate::error::{ApiError, ApiResult};
 use crate::page::{Page, PageRequest};
 
+/// Most events committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// A publish waiting for the group commit.
+pub(crate) struct Job {
+    id: String,
+    event_type: String,
+    body: String,
+    at: String,
+    ack: oneshot::Sender<ApiResult<Published>>,
+}
+
+/// What the commit did with one event.
+enum Published {
+    /// Stored, with this many deliveries queued.
+    New(i64),
+    /// The id exists already: answer with the first event.
+    Repeat,
+}
+
 /// Publishes an event: the event row and one delivery per matching active endpoint commit
 /// in one transaction; workers then send them. A repeated `id` within 24 h returns the
-/// first event and creates nothing.
+/// first event and creates nothing. Concurrent publishes share one transaction (group
+/// commit): nothing is acknowledged before its rows committed, and a request alone still
+/// costs one commit.
 pub async fn publish(app: &AppState, new: NewEvent) -> ApiResult<EventView> {
     pattern::validate_event_type(&new.event_type).map_err(|e| {
         ApiError::unprocessable(
@@ -28,29 +54,145 @@ pub async fn publish(app: &AppState, new: NewEvent) -> ApiResult<EventView> {
         .id
         .clone()
         .unwrap_or_else(|| format!("msg_{}", uuid::Uuid::now_v7().simple()));
-    let now = time::now();
-    let body = json!({ "type": new.event_type, "timestamp": now, "data": new.payload }).to_string();
-    let (mut tx, targets) = routed_tx(app, &new.event_type).await?;
-    if let Err(e) = store::insert_event(&app.db, &mut tx, &id, &new.event_type, &body, &now).await {
-        drop(tx);
+    let at = time::now();
+    let body = json!({ "type": new.event_type, "timestamp": at, "data": new.payload }).to_string();
+    let (ack, done) = oneshot::channel();
+    let job = Job {
+        id: id.clone(),
+        event_type: new.event_type.clone(),
+        body,
+        at: at.clone(),
+        ack,
+    };
+    if app.webhooks.outbox.push(job) {
+        tokio::spawn(lead(app.clone()));
+    }
+    let published = done
+        .await
+        .map_err(|_| ApiError::Unavailable("the publisher stopped; try again".into()))??;
+    match published {
+        Published::New(deliveries) => Ok(EventView {
+            id,
+            event_type: new.event_type,
+            created_at: at,
+            deliveries,
+            duplicate: false,
+        }),
+        Published::Repeat => repeated(app, &id).await,
+    }
+}
+
+/// The leader of the group commit: commits batches until no publish is waiting.
+async fn lead(app: AppState) {
+    struct Abandon<'a>(&'a AppState);
+    impl Drop for Abandon<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.webhooks.outbox.abandon();
+            }
+        }
+    }
+    let _guard = Abandon(&app);
+    loop {
+        crate::batch::gather().await;
+        let jobs = app.webhooks.outbox.take(MAX_BATCH);
+        if jobs.is_empty() {
+            return;
+        }
+        match commit_batch(&app, &jobs).await {
+            Ok(results) => {
+                for (job, r) in jobs.into_iter().zip(results) {
+                    // A client that went away does not care; its event is stored anyway.
+                    let _ = job.ack.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                // A conflict with another instance's publish of the same id, or a broken
+                // connection: each event on its own then, so one cannot fail the others.
+                tracing::debug!(error = %e, events = jobs.len(), "batch publish failed; publishing one by one");
+                for job in jobs {
+                    let r = publish_one(&app, &job).await;
+                    let _ = job.ack.send(r);
+                }
+            }
+        }
+    }
+}
+
+/// Commits a batch of events with their deliveries; one outcome per job, in order.
+async fn commit_batch(app: &AppState, jobs: &[Job]) -> ApiResult<Vec<Published>> {
+    let (mut tx, index) = routed_tx(app).await?;
+    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+    let mut seen: HashSet<String> = store::existing_events(&app.db, &mut tx, &ids)
+        .await?
+        .into_iter()
+        .collect();
+    let mut routes: HashMap<&str, Vec<String>> = HashMap::new();
+    for job in jobs {
+        routes
+            .entry(&job.event_type)
+            .or_insert_with(|| index.matches(&job.event_type));
+    }
+    let (mut events, mut deliveries, mut results) = (Vec::new(), Vec::new(), Vec::new());
+    for job in jobs {
+        if !seen.insert(job.id.clone()) {
+            results.push(Published::Repeat);
+            continue;
+        }
+        let targets = &routes[job.event_type.as_str()];
+        events.push(store::NewEventRow {
+            id: &job.id,
+            event_type: &job.event_type,
+            body: &job.body,
+            at: &job.at,
+        });
+        deliveries.extend(targets.iter().map(|w| store::NewDeliveryRow {
+            event_id: &job.id,
+            webhook_id: w,
+            at: &job.at,
+        }));
+        results.push(Published::New(targets.len() as i64));
+    }
+    store::insert_events(&app.db, &mut tx, &events).await?;
+    store::insert_deliveries(&app.db, &mut tx, &deliveries).await?;
+    tx.commit().await?;
+    if !deliveries.is_empty() {
+        app.webhooks.wake.notify_waiters();
+    }
+    Ok(results)
+}
+
+/// One event in its own transaction (the fallback when a batch fails).
+async fn publish_one(app: &AppState, job: &Job) -> ApiResult<Published> {
+    let (mut tx, index) = routed_tx(app).await?;
+    let event = store::NewEventRow {
+        id: &job.id,
+        event_type: &job.event_type,
+        body: &job.body,
+        at: &job.at,
+    };
+    if let Err(e) = store::insert_events(&app.db, &mut tx, &[event]).await {
         return if crate::db::is_unique_violation(&e) {
-            repeated(app, &id).await
+            Ok(Published::Repeat)
         } else {
             Err(e.into())
         };
     }
-    store::insert_deliveries(&app.db, &mut tx, &id, &targets, &now).await?;
+    let targets = index.matches(&job.event_type);
+    let deliveries: Vec<_> = targets
+        .iter()
+        .map(|w| store::NewDeliveryRow {
+            event_id: &job.id,
+            webhook_id: w,
+            at: &job.at,
+        })
+        .collect();
+    store::insert_deliveries(&app.db, &mut tx, &deliveries).await?;
     tx.commit().await?;
-    if !targets.is_empty() {
+    if !deliveries.is_empty() {
         app.webhooks.wake.notify_waiters();
     }
-    Ok(EventView {
-        id,
-        event_type: new.event_type,
-        created_at: now,
-        deliveries: targets.len() as i64,
-        duplicate: false,
-    })
+    Ok(Published::New(targets.len() as i64))
 }
 
 async fn repeated(app: &AppState, id: &str) -> ApiResult<EventView> {
@@ -78,22 +220,19 @@ async fn repeated(app: &AppState, id: &str) -> ApiResult<EventView> {
     ))
 }
 
-/// A write transaction plus the endpoints the event reaches, consistent with each other.
+/// A write transaction plus the routing index, consistent with each other.
 /// The index is brought up to date BEFORE the write lock is taken: reloading it needs
 /// another pooled connection, and on SQLite every other connection may be waiting for
 /// this transaction's write lock (a deadlock that surfaced as 500s under load). Inside the
 /// transaction only the generation is re-read; if an endpoint changed in between, retry.
-async fn routed_tx(
-    app: &AppState,
-    event_type: &str,
-) -> ApiResult<(crate::db::WriteTx, Vec<String>)> {
+async fn routed_tx(app: &AppState) -> ApiResult<(crate::db::WriteTx, Arc<Indexed>)> {
     for _ in 0..5 {
         let seen = store::generation(&app.db, app.db.pool()).await?;
         app.webhooks.endpoints(&app.db, seen).await?;
         let mut tx = app.db.begin_write().await?;
         let generation = store::generation(&app.db, &mut *tx).await?;
-        if let Some(targets) = app.webhooks.matches_at(generation, event_type) {
-            return Ok((tx, targets));
+        if let Some(index) = app.webhooks.at(generation) {
+            return Ok((tx, index));
         }
     }
     Err(ApiError::Unavailable(
@@ -110,11 +249,11 @@ pub async fn route(app: &AppState, event_type: &str) -> ApiResult<Vec<WebhookVie
         )
     })?;
     let generation = store::generation(&app.db, app.db.pool()).await?;
-    let ids = app.webhooks.route(&app.db, generation, event_type).await?;
-    let by_id = app.webhooks.endpoints(&app.db, generation).await?;
-    Ok(ids
+    let index = app.webhooks.endpoints(&app.db, generation).await?;
+    Ok(index
+        .matches(event_type)
         .iter()
-        .filter_map(|id| by_id.get(id))
+        .filter_map(|id| index.get(id))
         .map(|w| WebhookView::from(w.as_ref()))
         .collect())
 }
@@ -126,15 +265,19 @@ pub async fn send_test(app: &AppState, id: &str) -> ApiResult<DeliveryView> {
     let now = time::now();
     let body = json!({ "type": "webhook.test", "timestamp": now, "data": { "webhookId": w.id, "test": true } }).to_string();
     let mut tx = app.db.begin_write().await?;
-    store::insert_event(&app.db, &mut tx, &event_id, "webhook.test", &body, &now).await?;
-    store::insert_deliveries(
-        &app.db,
-        &mut tx,
-        &event_id,
-        std::slice::from_ref(&w.id),
-        &now,
-    )
-    .await?;
+    let event = store::NewEventRow {
+        id: &event_id,
+        event_type: "webhook.test",
+        body: &body,
+        at: &now,
+    };
+    store::insert_events(&app.db, &mut tx, &[event]).await?;
+    let delivery = store::NewDeliveryRow {
+        event_id: &event_id,
+        webhook_id: &w.id,
+        at: &now,
+    };
+    store::insert_deliveries(&app.db, &mut tx, &[delivery]).await?;
     tx.commit().await?;
     app.webhooks.wake.notify_waiters();
     let page = queue::list_deliveries(&app.db, Some(&w.id), None, None, 1).await?;

@@ -140,24 +140,51 @@ pub async fn all(db: &Db) -> Result<Vec<Webhook>, sqlx::Error> {
 }
 
 /// Inserts an event; a duplicate id is a unique violation for the caller to resolve.
-pub async fn insert_event(
+/// One event row to insert.
+pub struct NewEventRow<'a> {
+    pub id: &'a str,
+    pub event_type: &'a str,
+    pub body: &'a str,
+    pub at: &'a str,
+}
+
+/// Inserts events, many per statement.
+pub async fn insert_events(
     db: &Db,
     conn: &mut AnyConnection,
-    id: &str,
-    ty: &str,
-    body: &str,
-    at: &str,
+    events: &[NewEventRow<'_>],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        db.sql("INSERT INTO opshub_events (id, type, body, created_at) VALUES (?, ?, ?, ?)"),
-    )
-    .bind(id)
-    .bind(ty)
-    .bind(body)
-    .bind(at)
-    .execute(conn)
-    .await
-    .map(|_| ())
+    for chunk in events.chunks(250) {
+        let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!("INSERT INTO opshub_events (id, type, body, created_at) VALUES {values}");
+        let mut q = sqlx::query(db.sql_dynamic(&sql));
+        for e in chunk {
+            q = q.bind(e.id).bind(e.event_type).bind(e.body).bind(e.at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Which of these event ids already exist.
+pub async fn existing_events(
+    db: &Db,
+    conn: &mut AnyConnection,
+    ids: &[&str],
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut found = Vec::new();
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT id FROM opshub_events WHERE id IN ({marks})");
+        let mut q = sqlx::query(db.sql_dynamic(&sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            found.push(r.try_get("id")?);
+        }
+    }
+    Ok(found)
 }
 
 /// (type, created_at, number of deliveries) of an event.
@@ -183,28 +210,33 @@ pub async fn find_event(db: &Db, id: &str) -> Result<Option<(String, String, i64
 pub async fn insert_deliveries(
     db: &Db,
     conn: &mut AnyConnection,
-    event_id: &str,
-    webhook_ids: &[String],
-    at: &str,
+    deliveries: &[NewDeliveryRow<'_>],
 ) -> Result<(), sqlx::Error> {
-    for chunk in webhook_ids.chunks(500) {
+    for chunk in deliveries.chunks(500) {
         let values = vec!["(?, ?, ?, 'pending', 0, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
             "INSERT INTO opshub_deliveries (id, event_id, webhook_id, status, attempts, next_attempt_at, created_at, updated_at) VALUES {values}"
         );
         let mut q = sqlx::query(db.sql_dynamic(&sql));
-        for wid in chunk {
+        for d in chunk {
             q = q
                 .bind(uuid::Uuid::now_v7().to_string())
-                .bind(event_id)
-                .bind(wid.clone())
-                .bind(at)
-                .bind(at)
-                .bind(at);
+                .bind(d.event_id)
+                .bind(d.webhook_id)
+                .bind(d.at)
+                .bind(d.at)
+                .bind(d.at);
         }
         q.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// One delivery to queue: an event for an endpoint, due at once.
+pub struct NewDeliveryRow<'a> {
+    pub event_id: &'a str,
+    pub webhook_id: &'a str,
+    pub at: &'a str,
 }
 
 /// A success: the endpoint is healthy again (no-op when it already was).

@@ -6,12 +6,12 @@
 //! when they run out, and the deliveries go to whoever claims next.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ::time::OffsetDateTime;
 use futures_util::StreamExt;
 
+use super::Indexed;
 use super::model::Webhook;
 use super::queue::{self, AttemptRecord, Claimed};
 use super::retry::{self, Outcome, RetryPolicy, RetrySchedule};
@@ -87,7 +87,7 @@ enum Health {
 
 async fn attempt(
     app: &AppState,
-    endpoints: &HashMap<String, Arc<Webhook>>,
+    endpoints: &Indexed,
     c: Claimed,
     now: OffsetDateTime,
 ) -> (AttemptRecord, Option<Health>) {

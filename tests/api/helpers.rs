@@ -215,13 +215,9 @@ impl TestApp {
         let stop = app.state.shutdown.clone();
         let router = app.router;
         tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .expect("server runs");
+            opshub::http::serve(listener, router, stop)
+                .await
+                .expect("server runs");
         });
         Some(TestApp {
             base,

@@ -18,6 +18,7 @@ use crate::helpers::{Backend, Resp, TestApp};
 backend_tests!(
     creates_validates_and_never_shows_the_secret_again,
     publishes_in_an_outbox_with_idempotent_ids,
+    concurrent_publishes_share_commits_and_keep_ids_unique,
     delivers_signed_standard_webhooks_to_the_receiver,
     retries_on_the_schedule_and_logs_every_attempt,
     honours_retry_after_and_disables_on_410,
@@ -253,6 +254,67 @@ async fn creates_validates_and_never_shows_the_secret_again(backend: Backend) {
     )
     .await;
     assert_eq!(gone.status, 204);
+}
+
+/// Publishes arriving together are committed in shared transactions; a batch holding the
+/// same id several times (and ids already stored) must still create each event once.
+async fn concurrent_publishes_share_commits_and_keep_ids_unique(backend: Backend) {
+    let Some(app) = spawn(backend).await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    create(&app, &rx.url, json!(["load.*"])).await;
+    let stored = app
+        .post(
+            "/api/v1/events",
+            json!({"type": "load.old", "payload": {}, "id": "evt-old"}),
+        )
+        .await;
+    stored.assert_status(202);
+    let sends = (0..90).map(|i| {
+        let id = match i % 3 {
+            0 => Value::Null,
+            1 => json!("evt-same"),
+            _ => json!("evt-old"),
+        };
+        app.post(
+            "/api/v1/events",
+            json!({"type": "load.event", "payload": {"i": i}, "id": id}),
+        )
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let mut fresh = 0;
+    let mut same_created = std::collections::BTreeSet::new();
+    for (i, a) in answers.iter().enumerate() {
+        let duplicate = a.json["duplicate"] == json!(true);
+        a.assert_status(if duplicate { 200 } else { 202 });
+        match i % 3 {
+            0 => assert!(!duplicate, "a fresh id is never a duplicate: {:?}", a.json),
+            1 => {
+                same_created.insert(a.json["createdAt"].to_string());
+            }
+            _ => assert_eq!(
+                (duplicate, &a.json["createdAt"]),
+                (true, &stored.json["createdAt"]),
+                "an id stored before the batch"
+            ),
+        }
+        if !duplicate {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 31, "30 fresh ids plus the first evt-same");
+    assert_eq!(
+        same_created.len(),
+        1,
+        "every evt-same answer names one event"
+    );
+    let all = app.get("/api/v1/deliveries?limit=1000").await;
+    assert_eq!(
+        all.json["items"].as_array().expect("items").len(),
+        32,
+        "one delivery per stored event"
+    );
 }
 
 async fn publishes_in_an_outbox_with_idempotent_ids(backend: Backend) {

@@ -161,12 +161,9 @@ async fn concurrent_requests_and_two_instances_extend_one_chain(backend: Backend
     let second_base = format!("http://{}", listener.local_addr().expect("addr"));
     let router = second.router;
     tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .ok()
+        opshub::http::serve(listener, router, Default::default())
+            .await
+            .ok()
     });
     let client = reqwest::Client::new();
     let sends = (0..120).map(|i| {

@@ -20,6 +20,7 @@ use crate::helpers::{Backend, Resp, TestApp};
 backend_tests!(
     sources_crud_validates_and_never_returns_the_secret,
     captures_exact_bytes_headers_and_metadata,
+    headers_keep_their_arrival_order_across_names,
     unknown_source_is_404_and_oversized_body_is_413,
     signatures_are_recorded_and_reject_invalid_answers_401_but_logs,
 );
@@ -150,6 +151,87 @@ async fn sources_crud_validates_and_never_returns_the_secret(backend: Backend) {
     app.get("/api/v1/ingest-sources/gh")
         .await
         .assert_error(404, "source_not_found");
+}
+
+/// Sends raw HTTP/1.1 requests on one keep-alive connection and returns the answers' bodies.
+async fn raw_requests(base: &str, requests: &[Vec<u8>]) -> Vec<Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut answers = Vec::new();
+    for req in requests {
+        stream.write_all(req).await.expect("write");
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(
+                n > 0,
+                "connection closed early: {}",
+                String::from_utf8_lossy(&buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len: usize = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse().expect("length"))
+                    })
+                    .expect("content-length");
+                if buf.len() >= end + 4 + len {
+                    answers
+                        .push(serde_json::from_slice(&buf[end + 4..end + 4 + len]).expect("json"));
+                    break;
+                }
+            }
+        }
+    }
+    answers
+}
+
+/// hyper groups headers by name; the log must keep them as they arrived, even on a
+/// keep-alive connection whose earlier body holds something that looks like a head.
+async fn headers_keep_their_arrival_order_across_names(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    create_source(&app, json!({"name": "ord", "verifier": "none"})).await;
+    let fake = "POST /ingest/ord HTTP/1.1\r\nX-B: 9\r\n\r\n";
+    let first = format!(
+        "POST /ingest/ord HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n{fake}",
+        fake.len()
+    );
+    let second = "POST /ingest/ord?q=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-B: 2\r\nX-A: 3\r\nX-Custom-Case: v\r\nContent-Length: 2\r\n\r\n{}";
+    let answers = raw_requests(&app.base, &[first.into_bytes(), second.as_bytes().to_vec()]).await;
+    let row = app
+        .get(&format!(
+            "/api/v1/webhook-logs/{}",
+            answers[1]["id"].as_str().expect("id")
+        ))
+        .await;
+    row.assert_status(200);
+    assert_eq!(
+        row.json["headers"],
+        json!([
+            ["host", "h"],
+            ["x-a", "1"],
+            ["x-b", "2"],
+            ["x-a", "3"],
+            ["x-custom-case", "v"],
+            ["content-length", "2"]
+        ]),
+        "arrival order, names lowercased"
+    );
+    let first_row = app
+        .get(&format!(
+            "/api/v1/webhook-logs/{}",
+            answers[0]["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(first_row.json["body"], fake, "the body is stored as sent");
 }
 
 async fn captures_exact_bytes_headers_and_metadata(backend: Backend) {
