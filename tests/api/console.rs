@@ -496,3 +496,26 @@ async fn a_session_works_on_every_instance_sharing_the_database(backend: Backend
     );
     second.state.shutdown.cancel();
 }
+
+#[tokio::test]
+async fn stored_text_is_escaped_in_pages() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let evil = "<script>alert(1)</script>\"'";
+    app.req(reqwest::Method::PUT, "/api/v1/kv/xss")
+        .json(&json!({"type": "string", "value": evil, "description": evil}))
+        .send()
+        .await
+        .expect("put");
+    let mut b = Browser::new(&app.base);
+    b.sign_in(&app.admin_token, &[]).await;
+    for path in ["/kv", "/kv/entry?key=xss"] {
+        let page = b.get(path).await;
+        assert!(!page.body.contains("<script>"), "{path} echoes markup");
+        assert!(
+            page.body.contains("&lt;script&gt;"),
+            "{path} shows the text"
+        );
+    }
+}
