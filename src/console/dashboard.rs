@@ -43,7 +43,7 @@ pub async fn show(State(app): State<AppState>, viewer: Viewer) -> PageResult {
             }
             section.card aria-labelledby="d-wh" {
                 h2 #d-wh { a href="/webhooks" { "Webhooks" } }
-                p.big { (hooks.items.len()) " endpoints · " (disabled.len()) " disabled" }
+                p.big { (hooks.items.len()) " endpoint(s) · " (disabled.len()) " disabled" }
                 ul.plain {
                     @for w in &disabled {
                         li { (badge("disabled")) " " a href={ "/webhooks/" (w.id) } { (w.name) } }

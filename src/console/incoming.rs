@@ -224,18 +224,71 @@ async fn create_source(State(app): State<AppState>, act: Act<SourceForm>) -> Pag
     Ok(Redirect::to("/incoming?notice=created").into_response())
 }
 
-/// The body as text: JSON pretty-printed, other UTF-8 as is, binary as a note.
+/// The body as text: JSON re-indented, other UTF-8 as is, binary as a note.
 fn pretty_body(body: &[u8]) -> String {
     match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .and_then(|v| serde_json::to_string_pretty(&v).ok())
-            .unwrap_or_else(|| text.to_string()),
+        Ok(text) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => reindent(text),
+        Ok(text) => text.to_string(),
         Err(_) => format!(
             "({} bytes of binary data; download it from the API's /raw route)",
             body.len()
         ),
     }
+}
+
+/// Indents valid JSON text without parsing it into values, so the provider's key order
+/// and number spelling stay exactly as sent.
+fn reindent(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() * 2);
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    let mut chars = json.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                while chars.peek().is_some_and(|n| n.is_whitespace()) {
+                    chars.next();
+                }
+                out.push(c);
+                if chars.peek().is_some_and(|&n| n == '}' || n == ']') {
+                    out.extend(chars.next());
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 async fn show(State(app): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> PageResult {
@@ -290,4 +343,21 @@ async fn verify(State(app): State<AppState>, viewer: Viewer) -> PageResult {
         p { a href="/incoming" { "Back to incoming requests" } }
     };
     Ok(page(&viewer, Nav::Incoming, "Chain verification", body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_bodies_are_indented_in_their_own_order() {
+        let sent = br#"{"z":1.50,"a":[],"b":{"s":"x, \"y\": {z}","n":[1,2]}}"#;
+        let shown = pretty_body(sent);
+        assert_eq!(
+            shown,
+            "{\n  \"z\": 1.50,\n  \"a\": [],\n  \"b\": {\n    \"s\": \"x, \\\"y\\\": {z}\",\n    \"n\": [\n      1,\n      2\n    ]\n  }\n}"
+        );
+        assert_eq!(pretty_body(b"not json {"), "not json {");
+        assert!(pretty_body(&[0xff, 0xfe]).contains("2 bytes of binary data"));
+    }
 }

@@ -422,7 +422,7 @@ async fn confirm_delete(
     viewer.require(Scope::Write)?;
     let w = crate::webhooks::get(&app, &id).await?;
     let body = html! {
-        p { "Delete webhook " strong { (w.name) } " (" code { (w.endpoint) } ")? Its pending deliveries will not be sent." }
+        p { "Delete webhook " strong { (w.name) } " (" code { (w.endpoint) } ")? It stops receiving events; this cannot be undone." }
         (button(&viewer, Scope::Write, &format!("/webhooks/{id}/delete"), "Delete webhook", "danger"))
         " " a.buttonlike href={ "/webhooks/" (id) } { "Cancel" }
     };
