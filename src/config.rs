@@ -25,6 +25,8 @@
 //! | `OPSHUB_WEBHOOK_CONCURRENCY` | `64` | deliveries in flight per process |
 //! | `OPSHUB_WEBHOOK_WORKERS` | `4` | delivery loops per `serve` process (0: this instance only serves the API) |
 //! | `OPSHUB_MIGRATION_LOCK_TIMEOUT_SECS` | `60` | how long a migration run waits for the migration lock |
+//! | `OPSHUB_CONSOLE_SESSION_HOURS` | `12` | lifetime of a web console session |
+//! | `OPSHUB_CONSOLE_SECURE_COOKIE` | `auto` | `Secure` session cookie: `auto` (when the request came over HTTPS, per `X-Forwarded-Proto`), `true` or `false` |
 //! | `OPSHUB_CONFIG` | `opshub.toml` | the optional configuration file |
 //!
 //! The test harness also reads `OPSHUB_TEST_POSTGRES_URL` and `OPSHUB_TEST_MYSQL_URL`.
@@ -118,6 +120,16 @@ pub const SETTINGS: &[Setting] = &[
         "OPSHUB_MIGRATION_LOCK_TIMEOUT_SECS",
         Some("60"),
     ),
+    setting(
+        "console_session_hours",
+        "OPSHUB_CONSOLE_SESSION_HOURS",
+        Some("12"),
+    ),
+    setting(
+        "console_secure_cookie",
+        "OPSHUB_CONSOLE_SECURE_COOKIE",
+        Some("auto"),
+    ),
 ];
 
 /// Variables that are not settings but are still opshub's (so not warned about).
@@ -168,6 +180,9 @@ pub struct Config {
     pub webhook_concurrency: usize,
     pub webhook_workers: usize,
     pub migration_lock_timeout_secs: u64,
+    pub console_session_hours: u32,
+    /// `Secure` on the console's cookies: `None` = when the request came over HTTPS.
+    pub console_secure_cookie: Option<bool>,
     /// Each setting's source, for `opshub config`.
     pub sources: BTreeMap<&'static str, Source>,
     /// Problems worth a warning once logging is up (unknown variables or file keys).
@@ -314,6 +329,15 @@ impl Config {
                 "migration_lock_timeout_secs",
                 0..=86_400,
             )?,
+            console_session_hours: parse_num(
+                take("console_session_hours"),
+                "console_session_hours",
+                1..=720,
+            )?,
+            console_secure_cookie: match take("console_secure_cookie").as_deref() {
+                None | Some("auto") => None,
+                v => Some(parse_bool(v.map(str::to_string), "console_secure_cookie")?),
+            },
             sources,
             warnings,
         })
@@ -346,6 +370,11 @@ impl Config {
                 "webhook_concurrency" => Some(self.webhook_concurrency.to_string()),
                 "webhook_workers" => Some(self.webhook_workers.to_string()),
                 "migration_lock_timeout_secs" => Some(self.migration_lock_timeout_secs.to_string()),
+                "console_session_hours" => Some(self.console_session_hours.to_string()),
+                "console_secure_cookie" => Some(
+                    self.console_secure_cookie
+                        .map_or("auto".to_string(), |b| b.to_string()),
+                ),
                 _ => None,
             };
             match raw {

@@ -18,6 +18,8 @@
 //!   signing, retries, the SSRF guard; digest/verify helpers.
 //! - [`webhook_log`]: ingest sources, `/ingest/*` capture through one group-commit writer,
 //!   the append-only hash-chained log, verify, prune behind a checkpoint, query, replay.
+//! - [`console`]: the web console at `/`, server-rendered HTML over the same operations as
+//!   the API; token sign-in to a database-backed session, CSRF-checked forms, scopes.
 //! - [`kv`]: typed configuration with encrypted secrets, history, CAS, a change feed and
 //!   a cache every instance invalidates; [`keys`] rotates the master key over all secrets.
 //!
@@ -29,6 +31,7 @@ pub mod app;
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod db;
 pub mod error;

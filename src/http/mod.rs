@@ -1,7 +1,7 @@
 //! The HTTP surface: the router, its common layers (request ids, tracing, metrics, body
 //! limit, time limit, panic catching) and the rule that every error response, even one
 //! produced outside a handler (unknown route, wrong method, layer rejections), is JSON in
-//! SPEC's shape.
+//! SPEC's shape; only the web console's own HTML error pages are left as they are.
 
 pub mod auth;
 pub mod conn;
@@ -88,6 +88,7 @@ pub fn router(app: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(public)
         .merge(ingest)
         .merge(docs)
+        .merge(crate::console::routes())
         .fallback(not_found)
         .with_state(app.clone());
     let timeout = Duration::from_secs(app.config.request_timeout_secs);
@@ -165,15 +166,15 @@ async fn not_found(req: Request) -> Response {
 }
 
 /// Rewrites any non-JSON error response (axum's 405, layer rejections) into SPEC's shape.
+/// HTML is left alone: only the console renders it, as pages meant for a browser.
 async fn json_errors(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let resp = next.run(req).await;
     let status = resp.status();
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    let deliberate = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+    });
+    if !(status.is_client_error() || status.is_server_error()) || deliberate {
         return resp;
     }
     let (code, message) = match status {

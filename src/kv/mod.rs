@@ -163,6 +163,11 @@ pub async fn list(app: &AppState, prefix: &str, page: PageRequest) -> ApiResult<
     Ok(Page::from_overfetch(views, page.limit, |v| v.key.clone()))
 }
 
+/// How many live keys the store holds (inactive ones included).
+pub async fn count(app: &AppState) -> ApiResult<i64> {
+    Ok(store::count(&app.db).await?)
+}
+
 /// Writes a new version of `key`.
 pub async fn put(
     app: &AppState,

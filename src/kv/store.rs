@@ -82,6 +82,14 @@ pub async fn list(
     rows.iter().map(from_row).collect()
 }
 
+/// How many live (not deleted) keys there are.
+pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query(db.sql("SELECT COUNT(*) AS n FROM opshub_kv WHERE deleted = 0"))
+        .fetch_one(db.pool())
+        .await?
+        .try_get("n")
+}
+
 /// Inserts or replaces the current row of `e.key`.
 pub async fn upsert(
     db: &Db,

@@ -16,7 +16,7 @@ use super::model::{
     HistoryEntry, Migration, MigrationPatch, MigrationRef, NewMigration, RollbackOptions,
     RunOptions, RunReport,
 };
-use super::run::Runner;
+use super::run::{Runner, detached};
 use super::validate::{Status, ValidationReport};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -43,15 +43,6 @@ fn runner(app: &AppState, caller: &Caller) -> Runner {
         actor: format!("api:{}", caller.0.name),
         lock_timeout: Duration::from_secs(app.config.migration_lock_timeout_secs),
     }
-}
-
-/// Runs `f` in its own task so that it completes even if the request is abandoned.
-async fn detached<T: Send + 'static>(
-    f: impl Future<Output = ApiResult<T>> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::spawn(f)
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("migration task failed: {e}")))?
 }
 
 /// A report with a failed migration is an error response carrying the whole report.

@@ -21,6 +21,16 @@ use crate::error::{ApiError, ApiResult};
 /// The longest lock wait a run may ask for (a day), as for the configured default.
 pub const MAX_LOCK_TIMEOUT_SECS: u64 = 86_400;
 
+/// Runs `f` in its own task so that it completes even if the request that started it is
+/// abandoned (a client disconnect or a time limit never cancels a migration half-way).
+pub async fn detached<T: Send + 'static>(
+    f: impl Future<Output = ApiResult<T>> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::spawn(f)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("migration task failed: {e}")))?
+}
+
 /// Who runs, and how long to wait for the lock by default.
 #[derive(Debug, Clone)]
 pub struct Runner {

@@ -5,6 +5,7 @@
 //! dialect; the upgrade runs under a database-wide lock so that several instances starting
 //! together apply each step once.
 
+mod console;
 mod core;
 mod kv;
 mod migrations;
@@ -47,6 +48,7 @@ const COMPONENTS: &[Component] = &[
     migrations::COMPONENT,
     webhooks::COMPONENT,
     webhook_log::COMPONENT,
+    console::COMPONENT,
 ];
 
 /// The newest version of `component` this binary knows.

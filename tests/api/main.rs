@@ -3,6 +3,7 @@
 mod helpers;
 
 mod binary;
+mod console;
 mod http;
 mod kv;
 mod kv_instances;

@@ -1,0 +1,521 @@
+//! The web console's security properties, on every backend: sign-in, the session cookie's
+//! flags, CSRF and origin checks on every form, scopes, sign-out, expiry, revocation, and
+//! a session shared by two instances on one database. Requests are made as a browser
+//! would (cookies, form posts, no redirects followed), against the real app.
+
+use opshub::app::App;
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use serde_json::json;
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestApp, test_config};
+
+/// A cookie-carrying client of one console instance.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    session: Option<String>,
+}
+
+struct Page {
+    status: u16,
+    location: String,
+    set_cookies: Vec<String>,
+    body: String,
+}
+
+impl Page {
+    async fn from(r: reqwest::Response) -> Page {
+        let header = |name| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let location = header(LOCATION);
+        let set_cookies = r
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        let status = r.status().as_u16();
+        if status >= 400 {
+            assert!(
+                header(CONTENT_TYPE).starts_with("text/html"),
+                "console errors are HTML pages, got {status} {}",
+                header(CONTENT_TYPE)
+            );
+        }
+        Page {
+            status,
+            location,
+            set_cookies,
+            body: r.text().await.expect("body"),
+        }
+    }
+
+    /// The hidden `_csrf` field of the first form on the page.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"_csrf\" value=\"")
+            .expect("a form with _csrf")
+            + 20;
+        self.body[at..]
+            .split('"')
+            .next()
+            .expect("value")
+            .to_string()
+    }
+
+    fn cookie(&self, name: &str) -> Option<&str> {
+        self.set_cookies
+            .iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(String::as_str)
+    }
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    let pair = set_cookie.split(';').next().expect("pair");
+    pair.split_once('=').expect("name=value").1.to_string()
+}
+
+impl Browser {
+    fn new(base: &str) -> Browser {
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: base.to_string(),
+            session: None,
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.client.request(method, format!("{}{path}", self.base));
+        match &self.session {
+            Some(s) => r.header(COOKIE, format!("opshub_session={s}")),
+            None => r,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Page {
+        Page::from(
+            self.request(reqwest::Method::GET, path)
+                .send()
+                .await
+                .expect("sent"),
+        )
+        .await
+    }
+
+    /// A form post as the console's own pages send it (same Origin).
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        self.post_from(path, fields, &self.base.clone()).await
+    }
+
+    async fn post_from(&self, path: &str, fields: &[(&str, &str)], origin: &str) -> Page {
+        let body = serde_urlencoded::to_string(fields).expect("form");
+        Page::from(
+            self.request(reqwest::Method::POST, path)
+                .header(ORIGIN, origin)
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .expect("sent"),
+        )
+        .await
+    }
+
+    /// Signs in through the login form; returns the login answer.
+    async fn sign_in(&mut self, token: &str, extra: &[(&str, &str)]) -> Page {
+        let form = self.get("/login").await;
+        let login_cookie = cookie_value(form.cookie("opshub_login").expect("login cookie"));
+        let mut fields = vec![("_csrf", form.csrf()), ("token", token.to_string())];
+        fields.extend(extra.iter().map(|(k, v)| (*k, (*v).to_string())));
+        let mut req = self
+            .client
+            .post(format!("{}/login", self.base))
+            .header(ORIGIN, &self.base)
+            .header(COOKIE, format!("opshub_login={login_cookie}"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&fields).expect("form"));
+        for (k, v) in extra.iter().filter(|(k, _)| k.starts_with("x-")) {
+            req = req.header(*k, *v);
+        }
+        let answer = Page::from(req.send().await.expect("sent")).await;
+        if let Some(c) = answer.cookie("opshub_session") {
+            self.session = Some(cookie_value(c));
+        }
+        answer
+    }
+
+    /// The CSRF token of the signed-in session (every page's sign-out form carries it).
+    async fn csrf(&self) -> String {
+        self.get("/").await.csrf()
+    }
+}
+
+async fn kv_exists(app: &TestApp, key: &str) -> bool {
+    let r = app.get(&format!("/api/v1/kv/{key}")).await;
+    r.status == 200
+}
+
+backend_tests!(
+    signed_out_visits_go_to_login_and_bad_tokens_are_refused,
+    session_cookie_is_httponly_samesite_strict_and_secure_over_https,
+    forms_without_the_session_csrf_token_or_from_elsewhere_change_nothing,
+    read_tokens_see_pages_but_every_action_is_refused,
+    sign_out_expiry_and_revocation_end_the_session,
+    a_session_works_on_every_instance_sharing_the_database,
+);
+
+async fn signed_out_visits_go_to_login_and_bad_tokens_are_refused(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut b = Browser::new(&app.base);
+    let home = b.get("/").await;
+    assert_eq!((home.status, home.location.as_str()), (303, "/login"));
+    let kv = b.get("/kv?prefix=a").await;
+    assert_eq!(kv.location, "/login?next=/kv%3Fprefix%3Da");
+    let posted = b.post("/kv/put", &[("key", "a"), ("type", "string")]).await;
+    assert_eq!(
+        posted.location, "/login?next=/kv/put",
+        "a signed-out post acts on nothing"
+    );
+    assert!(!kv_exists(&app, "a").await);
+
+    let refused = b.sign_in("opshub_not-a-real-token", &[]).await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.body.contains("That token is not valid"));
+    assert!(
+        refused.cookie("opshub_session").is_none(),
+        "no session for a bad token"
+    );
+
+    let ok = b.sign_in(&app.admin_token, &[("next", "/kv")]).await;
+    assert_eq!((ok.status, ok.location.as_str()), (303, "/kv"));
+    let evil = Browser::new(&app.base)
+        .sign_in(&app.admin_token, &[("next", "//evil.example/")])
+        .await;
+    assert_eq!(evil.location, "/", "next never leaves the site");
+    let page = b.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Dashboard"));
+    // The API keeps its JSON errors beside the console's HTML.
+    app.get("/api/v1/nothing-here")
+        .await
+        .assert_error(404, "not_found");
+    let missing = b
+        .get("/webhooks/01900000-0000-7000-8000-000000000000")
+        .await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("<!DOCTYPE html>"));
+}
+
+async fn session_cookie_is_httponly_samesite_strict_and_secure_over_https(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let plain = Browser::new(&app.base).sign_in(&app.admin_token, &[]).await;
+    let cookie = plain.cookie("opshub_session").expect("session cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(cookie.contains(flag), "{cookie} lacks {flag}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP cannot carry a Secure cookie"
+    );
+    assert!(cookie_value(cookie).len() >= 43, "256 random bits");
+
+    let proxied = Browser::new(&app.base)
+        .sign_in(&app.admin_token, &[("x-forwarded-proto", "https")])
+        .await;
+    let cookie = proxied.cookie("opshub_session").expect("session cookie");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+
+    let login = Browser::new(&app.base).get("/login").await;
+    let csp = login.body.contains("<script");
+    assert!(!csp, "the console sends no script at all");
+}
+
+async fn forms_without_the_session_csrf_token_or_from_elsewhere_change_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut b = Browser::new(&app.base);
+    b.sign_in(&app.admin_token, &[]).await;
+    let csrf = b.csrf().await;
+    fn fields(token: &str) -> Vec<(&str, &str)> {
+        vec![
+            ("_csrf", token),
+            ("key", "guarded"),
+            ("type", "integer"),
+            ("value", "7"),
+            ("is_active", "true"),
+        ]
+    }
+    let missing = b.post("/kv/put", &fields("")[1..]).await;
+    assert_eq!(missing.status, 403);
+    let wrong = b.post("/kv/put", &fields("forged-token-value")).await;
+    assert_eq!(wrong.status, 403);
+    let foreign = b
+        .post_from("/kv/put", &fields(&csrf), "https://evil.example")
+        .await;
+    assert_eq!(
+        foreign.status, 403,
+        "a right token from another origin is refused"
+    );
+    // Another session's token is no good either.
+    let mut other = Browser::new(&app.base);
+    other.sign_in(&app.admin_token, &[]).await;
+    let crossed = other.post("/kv/put", &fields(&csrf)).await;
+    assert_eq!(crossed.status, 403);
+    assert!(!kv_exists(&app, "guarded").await, "nothing was written");
+
+    let ok = b.post("/kv/put", &fields(&csrf)).await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let stored = app.get("/api/v1/kv/guarded").await;
+    assert_eq!(stored.json["value"], json!(7));
+    assert_eq!(
+        stored.json["updatedBy"],
+        json!("console:admin (first start)")
+    );
+
+    // Sign-out is a form too.
+    let logout = b.post("/logout", &[("_csrf", "nope")]).await;
+    assert_eq!(logout.status, 403);
+    assert_eq!(b.get("/").await.status, 200, "the session lives on");
+}
+
+async fn read_tokens_see_pages_but_every_action_is_refused(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let hook = app
+        .post(
+            "/api/v1/webhooks",
+            json!({"name": "h", "endpoint": "https://example.com/h", "events": ["*"]}),
+        )
+        .await;
+    let id = hook.json["id"].as_str().expect("id").to_string();
+    app.req(reqwest::Method::PUT, "/api/v1/kv/s")
+        .json(&json!({"type": "secret", "value": "s3cret-value"}))
+        .send()
+        .await
+        .expect("put");
+    let reader = app.token("read").await;
+    let mut b = Browser::new(&app.base);
+    b.sign_in(&reader, &[]).await;
+    for path in [
+        "/",
+        "/migrations",
+        "/webhooks",
+        "/incoming",
+        "/kv",
+        "/kv/entry?key=s",
+    ] {
+        let p = b.get(path).await;
+        assert_eq!(p.status, 200, "{path}");
+        assert!(!p.body.contains("s3cret-value"));
+    }
+    let page = b.get(&format!("/webhooks/{id}")).await;
+    assert!(
+        !page.body.contains("Send test event"),
+        "no action buttons for read"
+    );
+    assert!(!b.get("/kv/entry?key=s").await.body.contains("Reveal"));
+    let csrf = b.csrf().await;
+    let c = csrf.as_str();
+    let attempts: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (format!("/webhooks/{id}/test"), vec![("_csrf", c)]),
+        (format!("/webhooks/{id}/delete"), vec![("_csrf", c)]),
+        (format!("/webhooks/{id}/rotate"), vec![("_csrf", c)]),
+        (
+            "/kv/put".into(),
+            vec![
+                ("_csrf", c),
+                ("key", "r"),
+                ("type", "string"),
+                ("value", "x"),
+            ],
+        ),
+        ("/kv/reveal".into(), vec![("_csrf", c), ("key", "s")]),
+        ("/migrations/run".into(), vec![("_csrf", c)]),
+        (
+            "/incoming/sources".into(),
+            vec![("_csrf", c), ("name", "x"), ("verifier", "none")],
+        ),
+    ];
+    for (path, fields) in attempts {
+        let p = b.post(&path, &fields).await;
+        assert_eq!(p.status, 403, "{path}");
+    }
+    assert!(!kv_exists(&app, "r").await);
+    app.get(&format!("/api/v1/webhooks/{id}"))
+        .await
+        .assert_status(200);
+    let deliveries = app.get(&format!("/api/v1/deliveries?webhookId={id}")).await;
+    assert_eq!(
+        deliveries.json["items"],
+        json!([]),
+        "no test event was queued"
+    );
+
+    // A write token acts, but revealing a secret is for admins only.
+    let writer = app.token("write").await;
+    let mut w = Browser::new(&app.base);
+    w.sign_in(&writer, &[]).await;
+    let wc = w.csrf().await;
+    let reveal = w.post("/kv/reveal", &[("_csrf", &wc), ("key", "s")]).await;
+    assert_eq!(reveal.status, 403);
+    assert!(!reveal.body.contains("s3cret-value"));
+    let mut a = Browser::new(&app.base);
+    a.sign_in(&app.admin_token, &[]).await;
+    let ac = a.csrf().await;
+    let shown = a.post("/kv/reveal", &[("_csrf", &ac), ("key", "s")]).await;
+    assert_eq!(shown.status, 200);
+    assert!(shown.body.contains("s3cret-value"));
+}
+
+async fn sign_out_expiry_and_revocation_end_the_session(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut b = Browser::new(&app.base);
+    b.sign_in(&app.admin_token, &[]).await;
+    let csrf = b.csrf().await;
+    let out = b.post("/logout", &[("_csrf", &csrf)]).await;
+    assert_eq!((out.status, out.location.as_str()), (303, "/login"));
+    assert!(
+        out.cookie("opshub_session")
+            .expect("cleared")
+            .contains("Max-Age=0")
+    );
+    assert_eq!(
+        b.get("/").await.location,
+        "/login",
+        "the old cookie is dead"
+    );
+
+    b.sign_in(&app.admin_token, &[]).await;
+    assert_eq!(b.get("/").await.status, 200);
+    let db = &app.state.db;
+    sqlx::query(db.sql("UPDATE opshub_console_sessions SET expires_at = ?"))
+        .bind("2000-01-01T00:00:00.000000Z")
+        .execute(db.pool())
+        .await
+        .expect("expire");
+    assert_eq!(
+        b.get("/").await.location,
+        "/login",
+        "an expired session is dead"
+    );
+
+    let created = app
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "soon revoked", "scope": "write"}),
+        )
+        .await;
+    let token = created.json["token"].as_str().expect("token").to_string();
+    let token_id = created.json["id"].as_str().expect("id").to_string();
+    b.sign_in(&token, &[]).await;
+    assert_eq!(b.get("/").await.status, 200);
+    app.req(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/tokens/{token_id}"),
+    )
+    .send()
+    .await
+    .expect("revoke");
+    assert_eq!(
+        b.get("/").await.location,
+        "/login",
+        "a revoked token's session is dead"
+    );
+}
+
+async fn a_session_works_on_every_instance_sharing_the_database(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let second = App::build(test_config(&app.db, &[]))
+        .await
+        .expect("second instance");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let stop = second.state.shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            second
+                .router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+        .expect("serves");
+    });
+    let mut a = Browser::new(&app.base);
+    a.sign_in(&app.admin_token, &[]).await;
+    let mut b = Browser::new(&base);
+    b.session = a.session.clone();
+    assert_eq!(
+        b.get("/kv").await.status,
+        200,
+        "instance b knows a's session"
+    );
+    let csrf = b.csrf().await;
+    let put = b
+        .post(
+            "/kv/put",
+            &[
+                ("_csrf", &csrf),
+                ("key", "both"),
+                ("type", "boolean"),
+                ("value", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(put.status, 303);
+    let out = b.post("/logout", &[("_csrf", &csrf)]).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(
+        a.get("/").await.location,
+        "/login",
+        "signing out on b ends it on a"
+    );
+    second.state.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn stored_text_is_escaped_in_pages() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let evil = "<script>alert(1)</script>\"'";
+    app.req(reqwest::Method::PUT, "/api/v1/kv/xss")
+        .json(&json!({"type": "string", "value": evil, "description": evil}))
+        .send()
+        .await
+        .expect("put");
+    let mut b = Browser::new(&app.base);
+    b.sign_in(&app.admin_token, &[]).await;
+    for path in ["/kv", "/kv/entry?key=xss"] {
+        let page = b.get(path).await;
+        assert!(!page.body.contains("<script>"), "{path} echoes markup");
+        assert!(
+            page.body.contains("&lt;script&gt;"),
+            "{path} shows the text"
+        );
+    }
+}
