@@ -37,6 +37,7 @@ pub mod kv;
 pub mod metrics;
 pub mod migrations;
 pub mod page;
+pub mod procedures;
 pub mod schema;
 pub mod shutdown;
 pub mod telemetry;

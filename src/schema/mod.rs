@@ -8,6 +8,7 @@
 mod core;
 mod kv;
 mod migrations;
+mod procedures;
 mod webhook_log;
 mod webhooks;
 
@@ -45,6 +46,7 @@ const COMPONENTS: &[Component] = &[
     core::COMPONENT,
     kv::COMPONENT,
     migrations::COMPONENT,
+    procedures::COMPONENT,
     webhooks::COMPONENT,
     webhook_log::COMPONENT,
 ];

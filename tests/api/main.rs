@@ -10,6 +10,7 @@ mod migrations;
 mod migrations_cli;
 mod migrations_rollback;
 mod migrations_scripts;
+mod procedures;
 mod schema;
 mod tokens;
 mod webhook_log;
