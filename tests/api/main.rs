@@ -11,6 +11,7 @@ mod migrations_cli;
 mod migrations_rollback;
 mod migrations_scripts;
 mod procedures;
+mod procedures_cli;
 mod schema;
 mod tokens;
 mod webhook_log;
