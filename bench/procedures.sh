@@ -71,7 +71,7 @@ redeploy_ms=$(measure 'k=$((k + 1)); write_functions $k; opshub proc import $wor
 if ! opshub proc drift >/dev/null; then echo "unexpected drift after redeploy" >&2; exit 1; fi
 # Out-of-band drift on one object is found among all of them.
 psql -q -X "$url" -c "CREATE OR REPLACE FUNCTION bench_fn_1(x integer) RETURNS integer LANGUAGE sql IMMUTABLE AS \$\$ SELECT x \$\$" >/dev/null
-set +e; opshub proc drift --json > "$work/drift.json"; drift_exit=$?; set -e
+set +e; opshub proc drift --json > "$work/drift.json" 2>/dev/null; drift_exit=$?; set -e
 drifted=$(grep -c '"state": "drifted"' "$work/drift.json" || true)
 hello_ms=$(measure ":" "psql -X -q -c 'SELECT 1' $url")
 
