@@ -13,6 +13,7 @@ pub mod diff;
 pub mod drift;
 pub mod import;
 pub mod model;
+pub mod report;
 mod store;
 
 use std::collections::BTreeSet;

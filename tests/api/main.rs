@@ -12,6 +12,7 @@ mod migrations_rollback;
 mod migrations_scripts;
 mod procedures;
 mod procedures_cli;
+mod procedures_drift;
 mod schema;
 mod tokens;
 mod webhook_log;
