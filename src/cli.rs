@@ -78,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         cmd: MigrateCmd,
     },
+    /// Procedures, functions, triggers and views: deploy, drift, rollback, import
+    Proc {
+        #[command(subcommand)]
+        cmd: crate::procedures::cli::ProcCmd,
+    },
     /// Manage ingest sources of the incoming webhook log
     Source {
         #[command(subcommand)]
@@ -194,6 +199,7 @@ async fn dispatch(ctx: Ctx, command: Command) -> anyhow::Result<()> {
         Command::Digest(a) => crate::webhooks::cli::digest(&ctx, a),
         Command::Verify(a) => crate::webhooks::cli::verify(&ctx, a),
         Command::Migrate { cmd } => crate::migrations::cli::run(&ctx, cmd).await,
+        Command::Proc { cmd } => crate::procedures::cli::run(&ctx, cmd).await,
         Command::Source { cmd } => crate::webhook_log::cli::run_source(&ctx, cmd).await,
         Command::Log { cmd } => crate::webhook_log::cli::run_log(&ctx, cmd).await,
         Command::Config => print_config(&ctx),

@@ -14,6 +14,8 @@
 //! - [`metrics`], [`telemetry`], [`shutdown`]: Prometheus text, logs, graceful stop.
 //! - [`migrations`]: versioned user migrations run under a cluster-wide lock, one
 //!   transaction per migration, statement by statement where a transaction is impossible.
+//! - [`procedures`]: functions, procedures, triggers and views deployed under the same
+//!   lock, with drift found by comparing the live catalog with what it rendered at deploy.
 //! - [`webhooks`]: endpoints, outbox publish, leased delivery workers, Standard Webhooks
 //!   signing, retries, the SSRF guard; digest/verify helpers.
 //! - [`webhook_log`]: ingest sources, `/ingest/*` capture through one group-commit writer,
@@ -41,6 +43,7 @@ pub mod kv;
 pub mod metrics;
 pub mod migrations;
 pub mod page;
+pub mod procedures;
 pub mod schema;
 pub mod shutdown;
 pub mod telemetry;

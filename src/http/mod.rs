@@ -40,6 +40,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         (name = "events", description = "Publishing events to webhooks"),
         (name = "deliveries", description = "Delivery state and attempts"),
         (name = "migrations", description = "Versioned schema migrations: records, run, rollback, status, validation, history"),
+        (name = "procedures", description = "Procedures, functions, triggers and views: deploy, drift detection against the live catalog, rollback"),
         (name = "webhook-log", description = "Ingest sources, the append-only incoming webhook log, and the public /ingest capture routes"),
     )
 )]
@@ -65,6 +66,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .nest("/kv", crate::kv::api::routes())
         .merge(crate::webhooks::api::routes())
         .merge(crate::migrations::api::routes())
+        .merge(crate::procedures::api::routes())
         .merge(crate::webhook_log::api::routes())
 }
 

@@ -206,7 +206,34 @@ async fn up(ctx: &Ctx, db: &Db, runner: &Runner, a: UpArgs) -> anyhow::Result<()
         out_of_order: a.out_of_order,
         lock_timeout: a.lock.lock_timeout,
     };
-    output::finish(ctx, runner.up(db, &opts).await?)
+    let report = runner.up(db, &opts).await?;
+    let ran = !a.dry_run && report.failed.is_none();
+    output::finish(ctx, report)?;
+    if ran && a.dir.is_some() {
+        // As in Flyway: repeatable scripts deploy after the versioned migrations, when
+        // new or changed (deploy-all deploys every pending or changed procedure).
+        let opts = crate::procedures::model::DeployOptions {
+            dry_run: false,
+            lock_timeout: a.lock.lock_timeout,
+        };
+        let deployed = crate::procedures::deploy::deploy_all(db, runner, &opts).await?;
+        if !ctx.json {
+            for d in &deployed.deployed {
+                println!("deployed procedure {}", d.procedure.name);
+            }
+        }
+        if let Some(f) = deployed.failed {
+            return Err(Coded {
+                exit: exit::FAILED,
+                message: format!(
+                    "repeatable script {:?} failed to deploy: {}",
+                    f.procedure.name, f.error
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// `@FILE` reads a file; anything else is the script itself.

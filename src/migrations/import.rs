@@ -3,8 +3,8 @@
 //! Under the migration lock and in one transaction, so concurrent `migrate up --dir` runs
 //! import once. A file whose executed migration was applied with different text is a
 //! validation failure (409 `checksum_mismatch`, exit 4) and nothing is written; a
-//! whitespace/comment-only difference is a warning. Repeatable `R__` scripts belong to
-//! the procedures module, which does not exist yet: they are listed as skipped.
+//! whitespace/comment-only difference is a warning. Repeatable `R__` scripts are handed to
+//! the procedures import in the same transaction (upserted as procedure records).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,8 +28,8 @@ pub struct ImportReport {
     pub created: Vec<MigrationRef>,
     pub updated: Vec<MigrationRef>,
     pub unchanged: usize,
-    /// Repeatable scripts (`R__*.sql`), not imported: procedures are not built yet.
-    pub skipped_repeatables: Vec<String>,
+    /// Repeatable scripts (`R__*.sql`), imported as procedures.
+    pub repeatables: crate::procedures::import::ImportReport,
     pub warnings: Vec<String>,
 }
 
@@ -54,15 +54,9 @@ async fn import_locked(
     set: ImportSet,
 ) -> ApiResult<ImportReport> {
     let dialect = source::dialect(db.dialect());
-    let mut report = ImportReport {
-        skipped_repeatables: set
-            .repeatables
-            .iter()
-            .map(|r| r.source_file.clone())
-            .collect(),
-        ..ImportReport::default()
-    };
+    let mut report = ImportReport::default();
     let mut tx = super::lock::begin_on(db, lock.conn()).await?;
+    report.repeatables = crate::procedures::import::upsert(db, &mut tx, &set.repeatables).await?;
     let existing: HashMap<String, Migration> = store::all(db, &mut *tx)
         .await?
         .into_iter()

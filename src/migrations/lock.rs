@@ -253,7 +253,7 @@ async fn mysql_try(conn: &mut PoolConnection<Any>, deadline: Instant) -> Result<
 }
 
 /// A write transaction on `conn` (`BEGIN IMMEDIATE` on SQLite, as `Db::begin_write`).
-pub(super) async fn begin_on<'c>(
+pub(crate) async fn begin_on<'c>(
     db: &Db,
     conn: &'c mut PoolConnection<Any>,
 ) -> Result<sqlx::Transaction<'c, Any>, sqlx::Error> {

@@ -258,11 +258,13 @@ pub(super) fn import(ctx: &Ctx, r: &ImportReport) -> anyhow::Result<()> {
         r.updated.len(),
         r.unchanged
     );
-    if !r.skipped_repeatables.is_empty() {
+    let p = &r.repeatables;
+    if !(p.created.is_empty() && p.updated.is_empty() && p.unchanged == 0) {
         println!(
-            "skipped {} repeatable script(s) (procedures are not supported yet): {}",
-            r.skipped_repeatables.len(),
-            r.skipped_repeatables.join(", ")
+            "repeatable scripts as procedures: {} created, {} updated, {} unchanged",
+            p.created.len(),
+            p.updated.len(),
+            p.unchanged
         );
     }
     Ok(())

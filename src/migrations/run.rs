@@ -53,7 +53,7 @@ impl Runner {
         Ok(())
     }
 
-    pub(super) async fn lock(&self, db: &Db, asked: Option<u64>) -> ApiResult<MigrationLock> {
+    pub(crate) async fn lock(&self, db: &Db, asked: Option<u64>) -> ApiResult<MigrationLock> {
         Self::check_timeout(asked)?;
         MigrationLock::acquire(db, &self.actor, self.timeout(asked))
             .await

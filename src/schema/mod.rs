@@ -9,6 +9,7 @@ mod console;
 mod core;
 mod kv;
 mod migrations;
+mod procedures;
 mod webhook_log;
 mod webhooks;
 
@@ -46,6 +47,7 @@ const COMPONENTS: &[Component] = &[
     core::COMPONENT,
     kv::COMPONENT,
     migrations::COMPONENT,
+    procedures::COMPONENT,
     webhooks::COMPONENT,
     webhook_log::COMPONENT,
     console::COMPONENT,

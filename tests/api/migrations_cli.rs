@@ -208,8 +208,9 @@ async fn imports_and_runs_each_folder_layout_idempotently(backend: Backend) {
             "{layout}: {report}"
         );
         assert_eq!(
-            report["skippedRepeatables"].as_array().map(Vec::len),
-            Some(repeatables)
+            report["repeatables"]["created"].as_array().map(Vec::len),
+            Some(repeatables),
+            "R__ scripts become procedures: {report}"
         );
         let up = migrate(&db, &["up", "--dir", dir, "--json"]);
         assert_eq!(code(&up), 0, "{layout}: {}", stderr(&up));
@@ -229,6 +230,11 @@ async fn imports_and_runs_each_folder_layout_idempotently(backend: Backend) {
     }
     let state = open(&db).await;
     assert_eq!(scalar(&state, "SELECT COUNT(*) FROM fw_users").await, 1);
+    assert_eq!(
+        scalar(&state, "SELECT COUNT(*) FROM fw_names").await,
+        1,
+        "up --dir deployed the repeatable view after the migrations"
+    );
     assert_eq!(scalar(&state, "SELECT COUNT(*) FROM dm_notes").await, 1);
     let status = stdout_json(&migrate(&db, &["status", "--json"]));
     assert_eq!(

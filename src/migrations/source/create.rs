@@ -4,7 +4,7 @@
 //! the splitter, to tell routine and trigger heads (whose bodies hold `;`) from the rest.
 
 use super::lexer::{Token, TokenKind, significant_tokens};
-use super::split::{Dialect, split};
+use super::split::{Dialect, SplitError, split};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ObjectKind {
@@ -31,6 +31,15 @@ pub fn first_create(script: &str, dialect: Dialect) -> Option<CreateInfo> {
     statements
         .iter()
         .find_map(|s| create_info(&s.text, dialect))
+}
+
+/// Every CREATE statement of `script`, in order, with its line (procedures track each
+/// routine, trigger and view a script creates, not only the first).
+pub fn creates(script: &str, dialect: Dialect) -> Result<Vec<(usize, CreateInfo)>, SplitError> {
+    Ok(split(script, dialect)?
+        .iter()
+        .filter_map(|s| create_info(&s.text, dialect).map(|c| (s.line, c)))
+        .collect())
 }
 
 fn create_info(stmt: &str, dialect: Dialect) -> Option<CreateInfo> {

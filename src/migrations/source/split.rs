@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::blocks::BlockTracker;
 pub use super::classify::{is_transaction_control, non_transactional_reason};
-pub use super::create::{CreateInfo, ObjectKind, first_create};
+pub use super::create::{CreateInfo, ObjectKind, creates, first_create};
 use super::lexer::{Lexer, Token, TokenKind};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
