@@ -70,7 +70,13 @@ impl Webhooks {
     pub fn new(config: &crate::config::Config) -> Webhooks {
         Webhooks {
             index: RwLock::new(None),
-            outbox: Default::default(),
+            // Two batches in flight where the database commits them in parallel; SQLite
+            // has one writer.
+            outbox: crate::batch::Batcher::new(if config.database_url.starts_with("sqlite") {
+                1
+            } else {
+                2
+            }),
             sender: deliver::Sender::new(config),
             wake: tokio::sync::Notify::new(),
             worker_id: format!(

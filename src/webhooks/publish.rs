@@ -20,6 +20,8 @@ const MAX_BATCH: usize = 512;
 /// A publish waiting for the group commit.
 pub(crate) struct Job {
     id: String,
+    /// The client chose the id (an idempotency key) rather than opshub.
+    chosen: bool,
     event_type: String,
     body: String,
     at: String,
@@ -59,6 +61,7 @@ pub async fn publish(app: &AppState, new: NewEvent) -> ApiResult<EventView> {
     let (ack, done) = oneshot::channel();
     let job = Job {
         id: id.clone(),
+        chosen: new.id.is_some(),
         event_type: new.event_type.clone(),
         body,
         at: at.clone(),
@@ -122,11 +125,20 @@ async fn lead(app: AppState) {
 /// Commits a batch of events with their deliveries; one outcome per job, in order.
 async fn commit_batch(app: &AppState, jobs: &[Job]) -> ApiResult<Vec<Published>> {
     let (mut tx, index) = routed_tx(app).await?;
-    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
-    let mut seen: HashSet<String> = store::existing_events(&app.db, &mut tx, &ids)
-        .await?
-        .into_iter()
+    // Ids opshub made are new by construction; only chosen ones may exist already.
+    let chosen: Vec<&str> = jobs
+        .iter()
+        .filter(|j| j.chosen)
+        .map(|j| j.id.as_str())
         .collect();
+    let mut seen: HashSet<String> = if chosen.is_empty() {
+        HashSet::new()
+    } else {
+        store::existing_events(&app.db, &mut tx, &chosen)
+            .await?
+            .into_iter()
+            .collect()
+    };
     let mut routes: HashMap<&str, Vec<String>> = HashMap::new();
     for job in jobs {
         routes
@@ -224,16 +236,24 @@ async fn repeated(app: &AppState, id: &str) -> ApiResult<EventView> {
 /// The index is brought up to date BEFORE the write lock is taken: reloading it needs
 /// another pooled connection, and on SQLite every other connection may be waiting for
 /// this transaction's write lock (a deadlock that surfaced as 500s under load). Inside the
-/// transaction only the generation is re-read; if an endpoint changed in between, retry.
+/// transaction only the generation is read; if the index does not reflect it (an endpoint
+/// changed), the transaction is dropped, the index reloaded outside it, and it retries.
 async fn routed_tx(app: &AppState) -> ApiResult<(crate::db::WriteTx, Arc<Indexed>)> {
+    let mut load = match app.webhooks.current() {
+        Some(_) => None,
+        None => Some(store::generation(&app.db, app.db.pool()).await?),
+    };
     for _ in 0..5 {
-        let seen = store::generation(&app.db, app.db.pool()).await?;
-        app.webhooks.endpoints(&app.db, seen).await?;
+        if let Some(generation) = load {
+            app.webhooks.endpoints(&app.db, generation).await?;
+        }
         let mut tx = app.db.begin_write().await?;
         let generation = store::generation(&app.db, &mut *tx).await?;
         if let Some(index) = app.webhooks.at(generation) {
             return Ok((tx, index));
         }
+        drop(tx);
+        load = Some(generation);
     }
     Err(ApiError::Unavailable(
         "webhook endpoints keep changing; try again".into(),
