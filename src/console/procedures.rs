@@ -112,7 +112,7 @@ async fn list(
         }
         div.scroll {
             table {
-                caption { "Procedures in deploy order's tie-break (version, sort, name)" }
+                caption { "Procedures by version, sort and name (deploy all puts dependencies first)" }
                 thead { tr { th { "Name" } th { "Type" } th { "Version" } th { "State" } th { "Deployed" } th { span.sr { "Actions" } } } }
                 tbody {
                     @for i in &report.items {
