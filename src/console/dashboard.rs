@@ -1,6 +1,7 @@
 //! The dashboard: what needs attention across every module, each panel linking to its
-//! page: pending and dirty migrations, disabled webhooks and failed deliveries, the most
-//! recent incoming requests, and how many configuration keys exist.
+//! page: pending and dirty migrations, procedures not in sync (pending, changed, drifted,
+//! missing), disabled webhooks and failed deliveries, the most recent incoming requests,
+//! and how many configuration keys exist.
 
 use axum::extract::State;
 use maud::html;
@@ -9,6 +10,7 @@ use super::layout::{Nav, PageResult, badge, clip, page, when};
 use super::session::Viewer;
 use crate::app::AppState;
 use crate::page::PageRequest;
+use crate::procedures::model::DriftState;
 use crate::webhook_log::model::LogFilter;
 
 fn first(n: u32) -> PageRequest {
@@ -26,6 +28,12 @@ pub async fn show(State(app): State<AppState>, viewer: Viewer) -> PageResult {
         .filter(|m| matches!(m.state, "pending" | "out_of_order" | "dirty"))
         .take(8)
         .collect();
+    let drift = crate::procedures::drift::drift(&app.db).await?;
+    let drifted: Vec<_> = drift
+        .items
+        .iter()
+        .filter(|i| i.state != DriftState::InSync)
+        .collect();
     let hooks = crate::webhooks::list(&app, first(1000)).await?;
     let disabled: Vec<_> = hooks.items.iter().filter(|w| !w.is_active).collect();
     let failed = crate::webhooks::deliveries(&app, None, Some("failed"), first(5)).await?;
@@ -40,6 +48,21 @@ pub async fn show(State(app): State<AppState>, viewer: Viewer) -> PageResult {
                 ul.plain {
                     @for m in &attention { li { (badge(m.state)) " " (m.migration.name) " " code { (m.migration.version) } } }
                 }
+            }
+            section.card aria-labelledby="d-proc" {
+                h2 #d-proc { a href="/procedures" { "Drifted procedures" } }
+                p.big { (drifted.len()) " not in sync" }
+                @if drift.items.is_empty() {
+                    p.muted { "No procedures yet." }
+                } @else if drifted.is_empty() {
+                    p.muted { "All " (drift.items.len()) " procedure(s) in sync." }
+                }
+                ul.plain {
+                    @for i in drifted.iter().take(8) {
+                        li { (badge(i.state.as_str())) " " a href={ "/procedures/" (i.procedure.id) } { (i.procedure.name) } }
+                    }
+                }
+                @if drifted.len() > 8 { p { a href="/procedures" { "and " (drifted.len() - 8) " more" } } }
             }
             section.card aria-labelledby="d-wh" {
                 h2 #d-wh { a href="/webhooks" { "Webhooks" } }

@@ -15,6 +15,7 @@ use crate::tokens::model::Scope;
 pub enum Nav {
     Dashboard,
     Migrations,
+    Procedures,
     Webhooks,
     Incoming,
     Kv,
@@ -23,6 +24,7 @@ pub enum Nav {
 const NAV: &[(Nav, &str, &str)] = &[
     (Nav::Dashboard, "/", "Dashboard"),
     (Nav::Migrations, "/migrations", "Migrations"),
+    (Nav::Procedures, "/procedures", "Procedures"),
     (Nav::Webhooks, "/webhooks", "Webhooks"),
     (Nav::Incoming, "/incoming", "Incoming"),
     (Nav::Kv, "/kv", "Key-value"),
@@ -197,6 +199,8 @@ pub fn notice(code: Option<&str>) -> Markup {
         "retried" => "Delivery queued again.",
         "activated" => "Activated.",
         "rolled-back" => "Rolled back to that version as a new version.",
+        "deployed" => "Deployed.",
+        "proc-rolled-back" => "Rolled back: the down script ran; the procedure is pending again.",
         _ => return html! {},
     };
     html! { p.notice role="status" { (text) } }
@@ -206,6 +210,11 @@ pub fn notice(code: Option<&str>) -> Markup {
 pub fn when(ts: &str) -> Markup {
     let short = ts.get(..19).map_or(ts.to_string(), |s| s.replace('T', " "));
     html! { time datetime=(ts) { (short) } }
+}
+
+/// Browsers send textarea lines with CRLF; scripts are stored with the author's LF.
+pub fn lf(s: &str) -> String {
+    s.replace("\r\n", "\n")
 }
 
 /// Text cut to `n` characters with an ellipsis.

@@ -13,7 +13,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{
-    Empty, Failure, Nav, NoticeQuery, PageResult, badge, button, csrf, notice, page, when,
+    Empty, Failure, Nav, NoticeQuery, PageResult, badge, button, csrf, lf, notice, page, when,
 };
 use super::session::{Act, Viewer};
 use crate::app::AppState;
@@ -162,11 +162,6 @@ pub struct NewForm {
     #[serde(default)]
     down_script: String,
     is_active: Option<String>,
-}
-
-/// Browsers send textarea lines with CRLF; scripts are stored with the author's LF.
-fn lf(s: &str) -> String {
-    s.replace("\r\n", "\n")
 }
 
 async fn create(State(app): State<AppState>, act: Act<NewForm>) -> PageResult {

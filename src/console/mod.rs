@@ -11,6 +11,7 @@ mod kv;
 mod layout;
 mod login;
 mod migrations;
+mod procedures;
 pub mod session;
 mod store;
 mod webhooks;
@@ -38,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/assets/console.css", get(css))
         .route("/assets/favicon.svg", get(favicon))
         .merge(migrations::routes())
+        .merge(procedures::routes())
         .merge(webhooks::routes())
         .merge(incoming::routes())
         .merge(kv::routes())

@@ -70,6 +70,72 @@ fn hunk(out: &mut String, ops: &[(Op, usize, usize)], a: &[&str], b: &[&str]) {
     }
 }
 
+/// How a row of a side-by-side diff differs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RowKind {
+    /// The same line on both sides.
+    Same,
+    /// A line on the left replaced by the line on the right.
+    Changed,
+    /// A line only on the left.
+    Removed,
+    /// A line only on the right.
+    Added,
+}
+
+/// One row of a side-by-side diff: a line (1-based number, text) on either side or both.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Row<'a> {
+    pub kind: RowKind,
+    pub left: Option<(usize, &'a str)>,
+    pub right: Option<(usize, &'a str)>,
+}
+
+/// Every line of `from` and `to` aligned in rows, from the same edit script as
+/// [`unified`]: a run of removed lines followed by added ones is paired row by row as
+/// changed, the surplus of either side stands alone.
+pub fn side_by_side<'a>(from: &'a str, to: &'a str) -> Vec<Row<'a>> {
+    let a: Vec<&str> = from.lines().collect();
+    let b: Vec<&str> = to.lines().collect();
+    let ops = edit_script(&a, &b);
+    let mut rows = Vec::with_capacity(ops.len());
+    let mut k = 0;
+    while k < ops.len() {
+        let (op, i, j) = ops[k];
+        if op == Op::Same {
+            rows.push(Row {
+                kind: RowKind::Same,
+                left: Some((i + 1, a[i])),
+                right: Some((j + 1, b[j])),
+            });
+            k += 1;
+            continue;
+        }
+        let dels: Vec<usize> = ops[k..]
+            .iter()
+            .take_while(|o| o.0 == Op::Del)
+            .map(|o| o.1)
+            .collect();
+        let adds: Vec<usize> = ops[k + dels.len()..]
+            .iter()
+            .take_while(|o| o.0 == Op::Add)
+            .map(|o| o.2)
+            .collect();
+        k += dels.len() + adds.len();
+        for n in 0..dels.len().max(adds.len()) {
+            let left = dels.get(n).map(|&i| (i + 1, a[i]));
+            let right = adds.get(n).map(|&j| (j + 1, b[j]));
+            let kind = match (left, right) {
+                (Some(_), Some(_)) => RowKind::Changed,
+                (Some(_), None) => RowKind::Removed,
+                _ => RowKind::Added,
+            };
+            rows.push(Row { kind, left, right });
+        }
+    }
+    rows
+}
+
 /// Each step with the positions in `a` and `b` it is at.
 fn edit_script(a: &[&str], b: &[&str]) -> Vec<(Op, usize, usize)> {
     let (n, m) = (a.len(), b.len());
@@ -124,6 +190,32 @@ mod tests {
             unified(from, to, "deployed", "live"),
             "--- deployed\n+++ live\n@@ -2,7 +2,7 @@\n 2\n 3\n 4\n-5\n+five\n 6\n 7\n 8\n"
         );
+    }
+
+    #[test]
+    fn side_by_side_pairs_replaced_lines_and_keeps_the_rest_alone() {
+        let rows = side_by_side("a\nb\nc\nd\n", "a\nB\nc\nd\ne\n");
+        let kinds: Vec<RowKind> = rows.iter().map(|r| r.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                RowKind::Same,
+                RowKind::Changed,
+                RowKind::Same,
+                RowKind::Same,
+                RowKind::Added
+            ]
+        );
+        assert_eq!(rows[1].left, Some((2, "b")));
+        assert_eq!(rows[1].right, Some((2, "B")));
+        assert_eq!(rows[4].left, None);
+        assert_eq!(rows[4].right, Some((5, "e")));
+        let gone = side_by_side("x\ny\n", "z\n");
+        assert_eq!(
+            gone.iter().map(|r| r.kind).collect::<Vec<_>>(),
+            [RowKind::Changed, RowKind::Removed]
+        );
+        assert!(side_by_side("", "").is_empty());
     }
 
     #[test]

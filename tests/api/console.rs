@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::backend_tests;
 use crate::helpers::{Backend, TestApp, test_config};
+use crate::procedures::{SETUP, create, deploy_all, exec, state_of};
 
 /// A cookie-carrying client of one console instance.
 struct Browser {
@@ -173,6 +174,9 @@ backend_tests!(
     read_tokens_see_pages_but_every_action_is_refused,
     sign_out_expiry_and_revocation_end_the_session,
     a_session_works_on_every_instance_sharing_the_database,
+    procedures_pages_create_deploy_and_roll_back_through_forms,
+    read_tokens_see_procedures_but_cannot_deploy_or_roll_back,
+    a_drifted_procedure_shows_both_definitions_side_by_side,
 );
 
 async fn signed_out_visits_go_to_login_and_bad_tokens_are_refused(backend: Backend) {
@@ -497,6 +501,289 @@ async fn a_session_works_on_every_instance_sharing_the_database(backend: Backend
     second.state.shutdown.cancel();
 }
 
+/// A view over `orders` (SETUP) filtering on `total > {min}`; every backend has views.
+fn big_orders(backend: Backend, min: u32) -> String {
+    let head = if backend == Backend::Sqlite {
+        "CREATE VIEW"
+    } else {
+        "CREATE OR REPLACE VIEW"
+    };
+    format!("{head} big_orders AS SELECT id FROM orders WHERE total > {min}")
+}
+
+/// `/procedures/{id}` from a redirect's location.
+fn proc_id(location: &str) -> String {
+    location
+        .strip_prefix("/procedures/")
+        .and_then(|rest| rest.split('?').next())
+        .unwrap_or_else(|| panic!("not a procedure page: {location}"))
+        .to_string()
+}
+
+async fn procedures_pages_create_deploy_and_roll_back_through_forms(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    exec(&app, SETUP).await;
+    let mut b = Browser::new(&app.base);
+    b.sign_in(&app.admin_token, &[]).await;
+    let c = b.csrf().await;
+    let up = big_orders(backend, 100);
+    let created = b
+        .post(
+            "/procedures/new",
+            &[
+                ("_csrf", &c),
+                ("name", "big_orders"),
+                ("type", "view"),
+                ("version", "1"),
+                ("sort", "0"),
+                ("up_script", &up),
+                ("down_script", "DROP VIEW big_orders"),
+                ("depends_on", ""),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let id = proc_id(&created.location);
+    assert_eq!(created.location, format!("/procedures/{id}?notice=created"));
+
+    // A form the operation refuses comes back with the message and what was typed.
+    let bad = b
+        .post(
+            "/procedures/new",
+            &[
+                ("_csrf", &c),
+                ("name", "no_create"),
+                ("up_script", "SELECT 1"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("no CREATE PROCEDURE"), "{}", bad.body);
+    assert!(bad.body.contains("no_create") && bad.body.contains("SELECT 1"));
+    let listed = app.get("/api/v1/procedures").await;
+    assert_eq!(listed.json["items"].as_array().map(Vec::len), Some(1));
+
+    for path in [
+        "/procedures",
+        "/procedures/new",
+        "/procedures/deploy",
+        &format!("/procedures/{id}"),
+        "/",
+    ] {
+        assert_eq!(b.get(path).await.status, 200, "{path}");
+    }
+    let list = b.get("/procedures").await;
+    assert!(list.body.contains("big_orders") && list.body.contains(">pending<"));
+    assert!(
+        list.body
+            .contains(&format!("action=\"/procedures/{id}/deploy\""))
+    );
+    let home = b.get("/").await;
+    assert!(home.body.contains("Drifted procedures") && home.body.contains("1 not in sync"));
+    assert!(home.body.contains(&format!("href=\"/procedures/{id}\"")));
+    let plan = b.get("/procedures/deploy").await;
+    assert!(plan.body.contains("Deploy 1 procedure(s)"), "{}", plan.body);
+    assert!(
+        plan.body.contains("WHERE total &gt; 100"),
+        "the plan shows the script"
+    );
+
+    let deployed = b
+        .post(&format!("/procedures/{id}/deploy"), &[("_csrf", &c)])
+        .await;
+    assert_eq!(deployed.status, 303, "{}", deployed.body);
+    assert_eq!(
+        deployed.location,
+        format!("/procedures/{id}?notice=deployed")
+    );
+    assert_eq!(state_of(&app, "big_orders").await, "in_sync");
+    let detail = b.get(&format!("/procedures/{id}")).await;
+    assert!(detail.body.contains(">in_sync<") && detail.body.contains("Identical"));
+    assert!(detail.body.contains("Deployed vs live definition"));
+    let home = b.get("/").await;
+    assert!(
+        home.body.contains("0 not in sync") && home.body.contains("All 1 procedure(s) in sync")
+    );
+
+    let confirm = b.get(&format!("/procedures/{id}/rollback")).await;
+    assert!(confirm.body.contains("DROP VIEW big_orders"));
+    let rolled = b
+        .post(&format!("/procedures/{id}/rollback"), &[("_csrf", &c)])
+        .await;
+    assert_eq!(rolled.status, 303, "{}", rolled.body);
+    assert_eq!(state_of(&app, "big_orders").await, "pending");
+
+    let all = b.post("/procedures/deploy", &[("_csrf", &c)]).await;
+    assert_eq!(all.status, 200);
+    assert!(
+        all.body.contains("Done: 1 procedure(s) deployed."),
+        "{}",
+        all.body
+    );
+    assert_eq!(state_of(&app, "big_orders").await, "in_sync");
+
+    // Without a down script, rollback is refused cleanly: no button, and a 409 page.
+    let head = if backend == Backend::Sqlite {
+        "CREATE VIEW"
+    } else {
+        "CREATE OR REPLACE VIEW"
+    };
+    let bare = create(
+        &app,
+        json!({"name": "no_down", "upScript": format!("{head} no_down AS SELECT id FROM orders")}),
+    )
+    .await;
+    deploy_all(&app).await;
+    let bare_id = bare["id"].as_str().expect("id");
+    let confirm = b.get(&format!("/procedures/{bare_id}/rollback")).await;
+    assert!(confirm.body.contains("has no down script"));
+    assert!(
+        !confirm
+            .body
+            .contains(&format!("action=\"/procedures/{bare_id}/rollback\""))
+    );
+    let refused = b
+        .post(&format!("/procedures/{bare_id}/rollback"), &[("_csrf", &c)])
+        .await;
+    assert_eq!(refused.status, 409);
+    assert!(
+        refused.body.contains("has no downScript"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(state_of(&app, "no_down").await, "in_sync");
+}
+
+async fn read_tokens_see_procedures_but_cannot_deploy_or_roll_back(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    exec(&app, SETUP).await;
+    let p = create(
+        &app,
+        json!({"name": "big_orders", "upScript": big_orders(backend, 100), "downScript": "DROP VIEW big_orders"}),
+    )
+    .await;
+    let id = p["id"].as_str().expect("id");
+    let reader = app.token("read").await;
+    let mut b = Browser::new(&app.base);
+    b.sign_in(&reader, &[]).await;
+    for path in ["/procedures", &format!("/procedures/{id}"), "/"] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, 200, "{path}");
+        assert!(page.body.contains("big_orders"), "{path}");
+        assert!(
+            !page.body.contains("/deploy\""),
+            "no deploy form for read on {path}"
+        );
+        assert!(!page.body.contains("New procedure") && !page.body.contains("Roll back"));
+    }
+    for path in ["/procedures/new", "/procedures/deploy"] {
+        assert_eq!(b.get(path).await.status, 403, "{path}");
+    }
+    let c = b.csrf().await;
+    for path in [
+        format!("/procedures/{id}/deploy"),
+        "/procedures/deploy".to_string(),
+    ] {
+        assert_eq!(b.post(&path, &[("_csrf", &c)]).await.status, 403, "{path}");
+    }
+    let new = b
+        .post(
+            "/procedures/new",
+            &[
+                ("_csrf", &c),
+                ("name", "sneaky"),
+                ("up_script", &big_orders(backend, 1)),
+            ],
+        )
+        .await;
+    assert_eq!(new.status, 403);
+    assert_eq!(
+        state_of(&app, "big_orders").await,
+        "pending",
+        "nothing deployed"
+    );
+    let listed = app.get("/api/v1/procedures").await;
+    assert_eq!(listed.json["items"].as_array().map(Vec::len), Some(1));
+
+    deploy_all(&app).await;
+    let rb = b
+        .post(&format!("/procedures/{id}/rollback"), &[("_csrf", &c)])
+        .await;
+    assert_eq!(rb.status, 403);
+    assert_eq!(
+        state_of(&app, "big_orders").await,
+        "in_sync",
+        "nothing rolled back"
+    );
+}
+
+async fn a_drifted_procedure_shows_both_definitions_side_by_side(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    exec(&app, SETUP).await;
+    let p = create(
+        &app,
+        json!({"name": "big_orders", "upScript": big_orders(backend, 100)}),
+    )
+    .await;
+    let id = p["id"].as_str().expect("id");
+    deploy_all(&app).await;
+    // Someone changes the view behind opshub's back.
+    let alter = if backend == Backend::Sqlite {
+        format!("DROP VIEW big_orders; {}", big_orders(backend, 500))
+    } else {
+        big_orders(backend, 500)
+    };
+    exec(&app, &alter).await;
+    assert_eq!(state_of(&app, "big_orders").await, "drifted");
+
+    let mut b = Browser::new(&app.base);
+    b.sign_in(&app.admin_token, &[]).await;
+    assert!(b.get("/procedures").await.body.contains(">drifted<"));
+    let home = b.get("/").await;
+    assert!(home.body.contains("1 not in sync") && home.body.contains(">drifted<"));
+    assert!(home.body.contains(&format!("href=\"/procedures/{id}\"")));
+
+    let detail = b.get(&format!("/procedures/{id}")).await;
+    let body = &detail.body;
+    assert!(body.contains(">drifted<"));
+    let left_at = body.find("id=\"def-deployed\"").expect("deployed column");
+    let right_at = body.find("id=\"def-live\"").expect("live column");
+    assert!(left_at < right_at);
+    let (deployed, live) = (&body[left_at..right_at], &body[right_at..]);
+    assert!(
+        deployed.contains("100") && !deployed.contains("500"),
+        "{deployed}"
+    );
+    assert!(live.contains("500"), "{live}");
+    assert!(deployed.contains("class=\"ln del\"") && live.contains("class=\"ln add\""));
+    assert!(
+        deployed.contains("&gt;") && !deployed.contains("> 100"),
+        "escaped"
+    );
+    assert!(body.contains("line(s) differ"));
+    assert!(body.contains("--- deployed"), "the unified diff too");
+
+    // Deploying it on its own restores the definition.
+    let c = b.csrf().await;
+    let restored = b
+        .post(&format!("/procedures/{id}/deploy"), &[("_csrf", &c)])
+        .await;
+    assert_eq!(restored.status, 303);
+    assert_eq!(state_of(&app, "big_orders").await, "in_sync");
+    assert!(
+        b.get(&format!("/procedures/{id}"))
+            .await
+            .body
+            .contains("Identical")
+    );
+}
+
 #[tokio::test]
 async fn stored_text_is_escaped_in_pages() {
     let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
@@ -510,7 +797,19 @@ async fn stored_text_is_escaped_in_pages() {
         .expect("put");
     let mut b = Browser::new(&app.base);
     b.sign_in(&app.admin_token, &[]).await;
-    for path in ["/kv", "/kv/entry?key=xss"] {
+    let p = create(
+        &app,
+        json!({"name": evil, "upScript": format!("CREATE VIEW xss_v AS SELECT '{}' AS s", evil.replace('\'', "''"))}),
+    )
+    .await;
+    deploy_all(&app).await;
+    let id = p["id"].as_str().expect("id");
+    for path in [
+        "/kv",
+        "/kv/entry?key=xss",
+        "/procedures",
+        &format!("/procedures/{id}"),
+    ] {
         let page = b.get(path).await;
         assert!(!page.body.contains("<script>"), "{path} echoes markup");
         assert!(

@@ -1,4 +1,5 @@
-// The web console in a real Chromium: sign in, one real action per module, a read-only
+// The web console in a real Chromium: sign in, one real action per module (a procedure is
+// created, planned, deployed, drifted by a migration and restored), a read-only
 // token that sees but cannot act, sign out. Every page is checked for console errors,
 // unlabelled inputs and horizontal overflow at 390 px, and screenshotted at 1280 px and
 // 390 px; each screenshot must decode to a non-blank image. Run through run.sh, which
@@ -117,6 +118,7 @@ test('the console, module by module', async (t) => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await openPage(context);
   let webhookPath;
+  let procedurePath;
 
   await t.test('login page, then sign in with the keyboard', async () => {
     await page.goto(`${base}/login`);
@@ -144,6 +146,72 @@ test('the console, module by module', async (t) => {
     await page.getByRole('link', { name: 'Back to migrations' }).click();
     assert.match(await page.locator('table').first().innerText(), /create_browser_items\s+executed/);
     await check(page, 'migrations');
+  });
+
+  await t.test('procedures: create a view, plan, deploy, in sync; drift and restore', async () => {
+    await page.getByRole('link', { name: 'Procedures', exact: true }).first().click();
+    await page.getByRole('heading', { name: 'Procedures', exact: true }).waitFor();
+    await page.getByRole('link', { name: 'New procedure' }).click();
+    await page.getByLabel('Name', { exact: true }).fill('browser_item_names');
+    await page.getByLabel('Type').selectOption('view');
+    await page.getByLabel('Up script').fill('CREATE VIEW browser_item_names AS\nSELECT id, name\nFROM browser_items');
+    await page.getByLabel(/^Down script/).fill('DROP VIEW browser_item_names');
+    await check(page, 'procedure-new');
+    await page.getByRole('button', { name: 'Create procedure' }).click();
+    await page.getByText('Created.').waitFor();
+    assert.match(await page.locator('dl.props').innerText(), /State\s+pending/);
+    procedurePath = new URL(page.url()).pathname;
+
+    // Deploy all shows the dry-run plan first; cancel it and deploy this one instead.
+    await page.goto(`${base}/procedures`);
+    await page.getByRole('button', { name: 'Deploy all…' }).click();
+    await page.getByRole('heading', { name: 'Deploy procedures' }).waitFor();
+    assert.match(await page.locator('ol.plan').innerText(), /browser_item_names[\s\S]*CREATE VIEW browser_item_names/);
+    await check(page, 'procedures-plan');
+    await page.getByRole('link', { name: 'Cancel' }).click();
+    await page.getByRole('link', { name: 'browser_item_names' }).click();
+    await page.getByRole('button', { name: 'Deploy', exact: true }).click();
+    await page.getByText('Deployed.').waitFor();
+    assert.match(await page.locator('dl.props').innerText(), /State\s+in_sync/);
+    await page.getByText('Identical').waitFor();
+    await check(page, 'procedure');
+    await page.getByRole('link', { name: 'Back to procedures' }).click();
+    assert.match(await page.locator('table').innerText(), /browser_item_names\s+view\s+1\s+in_sync/);
+    await check(page, 'procedures');
+
+    // Someone redefines the view outside the procedure (here: a migration run by the API).
+    const api = (path, body) =>
+      fetch(`${base}/api/v1${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const made = await api('/migrations', {
+      name: 'redefine_browser_view',
+      version: '2',
+      isActive: true,
+      upScript:
+        'DROP VIEW browser_item_names;\nCREATE VIEW browser_item_names AS\nSELECT id, upper(name) AS name\nFROM browser_items\nWHERE id > 1',
+    });
+    assert.equal(made.status, 201, await made.text());
+    const ran = await api('/migrations/run', {});
+    assert.equal(ran.status, 200, await ran.text());
+    await page.goto(`${base}${procedurePath}`);
+    assert.match(await page.locator('dl.props').innerText(), /State\s+drifted/);
+    const [deployed, live] = await page.locator('.sbs .lines').allInnerTexts();
+    assert.match(deployed, /SELECT id, name/);
+    assert.doesNotMatch(deployed, /upper/);
+    assert.match(live, /upper\(name\)/);
+    assert.ok((await page.locator('.sbs .ln.add').count()) > 0, 'changed lines are highlighted');
+    await check(page, 'procedure-drifted');
+    await page.goto(`${base}/`);
+    const panel = await page.locator('section', { has: page.getByRole('heading', { name: 'Drifted procedures' }) }).innerText();
+    assert.match(panel, /1 not in sync[\s\S]*drifted\s+browser_item_names/);
+    await check(page, 'dashboard-drifted');
+    await page.getByRole('link', { name: 'browser_item_names' }).click();
+    await page.getByRole('button', { name: 'Deploy (restore)' }).click();
+    await page.getByText('Deployed.').waitFor();
+    assert.match(await page.locator('dl.props').innerText(), /State\s+in_sync/);
   });
 
   await t.test('webhooks: create, send a test event, read the attempt', async () => {
@@ -242,6 +310,9 @@ test('the console, module by module', async (t) => {
     assert.equal(await reader.getByRole('button', { name: 'Reveal' }).count(), 0);
     assert.equal(await reader.getByRole('button', { name: 'Save' }).count(), 0);
     await check(reader, 'kv-entry-read-only');
+    await reader.goto(`${base}${procedurePath}`);
+    assert.equal(await reader.getByRole('button', { name: /Deploy/ }).count(), 0);
+    assert.equal(await reader.getByRole('link', { name: 'Roll back…' }).count(), 0);
     // The forms' absence is cosmetic; the server refuses the post itself.
     const csrf = await reader.locator('input[name=_csrf]').first().inputValue();
     const refused = await readContext.request.post(`${base}${webhookPath}/test`, {
@@ -250,6 +321,12 @@ test('the console, module by module', async (t) => {
       maxRedirects: 0,
     });
     assert.equal(refused.status(), 403);
+    const deploy = await readContext.request.post(`${base}${procedurePath}/deploy`, {
+      form: { _csrf: csrf },
+      headers: { origin: base },
+      maxRedirects: 0,
+    });
+    assert.equal(deploy.status(), 403);
     await readContext.close();
   });
 
