@@ -68,7 +68,11 @@ async fn receiver(seen: Seen) -> String {
         let seen = seen.clone();
         async move {
             if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
-                *seen.lock().expect("lock").entry(id.to_string()).or_default() += 1;
+                *seen
+                    .lock()
+                    .expect("lock")
+                    .entry(id.to_string())
+                    .or_default() += 1;
             }
             "ok"
         }
@@ -96,12 +100,21 @@ fn port_of(ports: &[u16], i: usize) -> u16 {
     ports[i % ports.len()]
 }
 
-async fn publish_loop(c: reqwest::Client, ports: Vec<u16>, acked: Arc<Acked>, stop: Arc<AtomicBool>, w: usize) {
+async fn publish_loop(
+    c: reqwest::Client,
+    ports: Vec<u16>,
+    acked: Arc<Acked>,
+    stop: Arc<AtomicBool>,
+    w: usize,
+) {
     let mut i = w;
     while !stop.load(Ordering::Relaxed) {
         let t = Instant::now();
         let r = c
-            .post(format!("http://127.0.0.1:{}/api/v1/events", port_of(&ports, i)))
+            .post(format!(
+                "http://127.0.0.1:{}/api/v1/events",
+                port_of(&ports, i)
+            ))
             .bearer_auth(TOKEN)
             .json(&json!({"type": "load.event", "payload": {"i": i}}))
             .send()
@@ -112,7 +125,11 @@ async fn publish_loop(c: reqwest::Client, ports: Vec<u16>, acked: Arc<Acked>, st
                 let v: Value = r.json().await.unwrap_or_default();
                 if let Some(id) = v["id"].as_str() {
                     acked.events.lock().expect("lock").push(id.to_string());
-                    acked.latencies_us.lock().expect("lock").push(t.elapsed().as_micros() as u64);
+                    acked
+                        .latencies_us
+                        .lock()
+                        .expect("lock")
+                        .push(t.elapsed().as_micros() as u64);
                 }
             }
             _ => {
@@ -123,11 +140,20 @@ async fn publish_loop(c: reqwest::Client, ports: Vec<u16>, acked: Arc<Acked>, st
     }
 }
 
-async fn ingest_loop(c: reqwest::Client, ports: Vec<u16>, acked: Arc<Acked>, stop: Arc<AtomicBool>, w: usize) {
+async fn ingest_loop(
+    c: reqwest::Client,
+    ports: Vec<u16>,
+    acked: Arc<Acked>,
+    stop: Arc<AtomicBool>,
+    w: usize,
+) {
     let mut i = w;
     while !stop.load(Ordering::Relaxed) {
         let r = c
-            .post(format!("http://127.0.0.1:{}/ingest/load", port_of(&ports, i)))
+            .post(format!(
+                "http://127.0.0.1:{}/ingest/load",
+                port_of(&ports, i)
+            ))
             .header("content-type", "application/json")
             .body(format!("{{\"n\":{i}}}"))
             .send()
@@ -148,27 +174,37 @@ async fn ingest_loop(c: reqwest::Client, ports: Vec<u16>, acked: Arc<Acked>, sto
     }
 }
 
-async fn kv_loop(c: reqwest::Client, ports: Vec<u16>, acked: Arc<Acked>, stop: Arc<AtomicBool>, key: usize) {
+async fn kv_loop(
+    c: reqwest::Client,
+    ports: Vec<u16>,
+    acked: Arc<Acked>,
+    stop: Arc<AtomicBool>,
+    key: usize,
+) {
     let name = format!("load.key{key}");
     let mut value: i64 = 0;
     while !stop.load(Ordering::Relaxed) {
         value += 1;
         let r = c
-            .put(format!("http://127.0.0.1:{}/api/v1/kv/{name}", port_of(&ports, value as usize + key)))
+            .put(format!(
+                "http://127.0.0.1:{}/api/v1/kv/{name}",
+                port_of(&ports, value as usize + key)
+            ))
             .bearer_auth(TOKEN)
             .json(&json!({"type": "integer", "value": value, "isCached": true}))
             .send()
             .await;
         let ok = matches!(&r, Ok(r) if r.status().is_success());
-        let mut kv = acked.kv.lock().expect("lock");
-        let entry = kv.entry(name.clone()).or_insert((0, Vec::new()));
-        if ok {
-            *entry = (value, Vec::new());
-        } else {
-            entry.1.push(value);
-            acked.failed_requests.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut kv = acked.kv.lock().expect("lock");
+            let entry = kv.entry(name.clone()).or_insert((0, Vec::new()));
+            if ok {
+                *entry = (value, Vec::new());
+            } else {
+                entry.1.push(value);
+                acked.failed_requests.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        drop(kv);
         if !ok {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -200,7 +236,10 @@ fn migrate_race(bin: &str, url: &str, dir: &std::path::Path) -> Vec<i32> {
         .collect();
     children
         .into_iter()
-        .map(|c| c.wait_with_output().map_or(-1, |o| o.status.code().unwrap_or(-1)))
+        .map(|c| {
+            c.wait_with_output()
+                .map_or(-1, |o| o.status.code().unwrap_or(-1))
+        })
         .collect()
 }
 
@@ -223,10 +262,12 @@ async fn main() {
         .connect(&admin_url)
         .await
         .expect("connect to PostgreSQL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")))
-        .execute(&admin)
-        .await
-        .expect("drop");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .expect("drop");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
         .execute(&admin)
         .await
@@ -274,11 +315,29 @@ async fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for w in 0..8 {
-        tasks.push(tokio::spawn(publish_loop(client.clone(), ports.clone(), acked.clone(), stop.clone(), w)));
-        tasks.push(tokio::spawn(ingest_loop(client.clone(), ports.clone(), acked.clone(), stop.clone(), w)));
+        tasks.push(tokio::spawn(publish_loop(
+            client.clone(),
+            ports.clone(),
+            acked.clone(),
+            stop.clone(),
+            w,
+        )));
+        tasks.push(tokio::spawn(ingest_loop(
+            client.clone(),
+            ports.clone(),
+            acked.clone(),
+            stop.clone(),
+            w,
+        )));
     }
     for k in 0..KV_KEYS {
-        tasks.push(tokio::spawn(kv_loop(client.clone(), ports.clone(), acked.clone(), stop.clone(), k)));
+        tasks.push(tokio::spawn(kv_loop(
+            client.clone(),
+            ports.clone(),
+            acked.clone(),
+            stop.clone(),
+            k,
+        )));
     }
     let started = Instant::now();
     let mut kills = 0;
@@ -305,9 +364,10 @@ async fn main() {
     let drain_started = Instant::now();
     let mut missing: Vec<String> = events.clone();
     while drain_started.elapsed() < Duration::from_secs(120) {
-        let s = seen.lock().expect("lock");
-        missing.retain(|id| !s.contains_key(id));
-        drop(s);
+        {
+            let s = seen.lock().expect("lock");
+            missing.retain(|id| !s.contains_key(id));
+        }
         if missing.is_empty() {
             break;
         }
@@ -373,11 +433,12 @@ async fn main() {
     }
 
     // Migrations: each applied once.
-    let applied: i64 = sqlx::query("SELECT COUNT(*) AS n FROM opshub.migrations WHERE is_executed = 1")
-        .fetch_one(&db)
-        .await
-        .expect("migrations")
-        .get("n");
+    let applied: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM opshub.migrations WHERE is_executed = 1")
+            .fetch_one(&db)
+            .await
+            .expect("migrations")
+            .get("n");
     let tables: i64 = sqlx::query(
         "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_name LIKE 'scale_t%'",
     )
@@ -388,7 +449,10 @@ async fn main() {
 
     let mut lat = acked.latencies_us.lock().expect("lock").clone();
     lat.sort_unstable();
-    println!("drive: {:.0} s, 3 instances, instance 0 SIGKILLed and restarted {kills}×", drive.as_secs_f64());
+    println!(
+        "drive: {:.0} s, 3 instances, instance 0 SIGKILLed and restarted {kills}×",
+        drive.as_secs_f64()
+    );
     println!(
         "events: {} acknowledged ({:.0}/s, publish p50 {:.1} ms p99 {:.1} ms), {} never delivered, {} duplicate deliveries, queue drained {:.1} s after the load stopped",
         events.len(),
@@ -407,9 +471,20 @@ async fn main() {
         verify["ok"],
         verify["checkedRows"]
     );
-    println!("kv: {} keys × {} instances read back, {} mismatches {:?}", kv.len(), ports.len(), kv_mismatches.len(), kv_mismatches);
-    println!("migrate up ×3 at once: exit codes {codes:?}, {applied} of 60 recorded executed, {tables} tables");
-    println!("requests refused or cut off (mostly the killed instance): {}", acked.failed_requests.load(Ordering::Relaxed));
+    println!(
+        "kv: {} keys × {} instances read back, {} mismatches {:?}",
+        kv.len(),
+        ports.len(),
+        kv_mismatches.len(),
+        kv_mismatches
+    );
+    println!(
+        "migrate up ×3 at once: exit codes {codes:?}, {applied} of 60 recorded executed, {tables} tables"
+    );
+    println!(
+        "requests refused or cut off (mostly the killed instance): {}",
+        acked.failed_requests.load(Ordering::Relaxed)
+    );
 
     for i in &mut instances {
         if let Some(mut c) = i.child.take() {
@@ -426,6 +501,13 @@ async fn main() {
         && codes.iter().all(|c| *c == 0)
         && applied == 60
         && tables == 60;
-    println!("{}", if ok { "RESULT: nothing acknowledged was lost" } else { "RESULT: FAILED" });
+    println!(
+        "{}",
+        if ok {
+            "RESULT: nothing acknowledged was lost"
+        } else {
+            "RESULT: FAILED"
+        }
+    );
     std::process::exit(if ok { 0 } else { 1 });
 }
