@@ -19,8 +19,12 @@ use super::store;
 use crate::app::AppState;
 use crate::db::time;
 
-/// Deliveries leased per round.
-const BATCH: u32 = 256;
+/// Most deliveries leased per round; never more than the loop sends at once
+/// (`OPSHUB_WEBHOOK_CONCURRENCY`), so every leased delivery starts at once and ends within
+/// its time limit, well inside its lease. Leasing more than that let a slow receiver keep
+/// claimed deliveries queued behind it until their leases ran out and another worker took
+/// them too.
+const BATCH: usize = 256;
 
 pub async fn run(app: AppState) {
     loop {
@@ -52,13 +56,14 @@ pub async fn run_once(app: &AppState, now: OffsetDateTime) -> anyhow::Result<usi
     let now_text = time::format(now);
     let lease_until = time::format(now + ::time::Duration::seconds(lease));
     let worker = app.webhooks.worker_id.clone();
-    let claimed = queue::claim(&app.db, &worker, &now_text, &lease_until, BATCH).await?;
+    let concurrency = app.config.webhook_concurrency.max(1);
+    let limit = u32::try_from(concurrency.min(BATCH)).unwrap_or(1);
+    let claimed = queue::claim(&app.db, &worker, &now_text, &lease_until, limit).await?;
     if claimed.is_empty() {
         return Ok(0);
     }
     let generation = store::generation(&app.db, app.db.pool()).await?;
     let endpoints = app.webhooks.endpoints(&app.db, generation).await?;
-    let concurrency = app.config.webhook_concurrency;
     let results: Vec<(AttemptRecord, Option<Health>)> = futures_util::stream::iter(claimed)
         .map(|c| attempt(app, &endpoints, c, now))
         .buffer_unordered(concurrency)

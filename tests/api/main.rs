@@ -7,6 +7,7 @@ mod console;
 mod http;
 mod kv;
 mod kv_instances;
+mod limits;
 mod migrations;
 mod migrations_cli;
 mod migrations_rollback;
