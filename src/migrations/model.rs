@@ -89,7 +89,14 @@ pub fn order(a: &Migration, b: &Migration) -> Ordering {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewMigration {
+    /// 1 to 200 characters without surrounding spaces or control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]([^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f])?$"
+    )]
     pub name: String,
+    #[schema(pattern = "^[A-Za-z0-9]+([._][A-Za-z0-9]+)*$", max_length = 64)]
     pub version: String,
     #[serde(default)]
     pub execution_order: i64,
@@ -197,7 +204,7 @@ pub fn normalize_down(d: Option<String>) -> Option<String> {
 /// Checks the user-editable fields of a record; the message names the field.
 pub fn validate(m: &Migration, dialect: Dialect) -> Result<(), String> {
     let name = m.name.trim();
-    if name.is_empty() || name.len() > 200 || name != m.name {
+    if name.is_empty() || name.chars().count() > 200 || name != m.name {
         return Err("name must be 1 to 200 characters without surrounding spaces".into());
     }
     if name.chars().any(char::is_control) {
@@ -244,6 +251,7 @@ fn first_line(s: &str) -> &str {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunOptions {
     /// Last version to apply (inclusive).
+    #[schema(pattern = "^[A-Za-z0-9]+([._][A-Za-z0-9]+)*$", max_length = 64)]
     pub to: Option<String>,
     /// At most this many migrations.
     pub steps: Option<u32>,
@@ -262,6 +270,7 @@ pub struct RunOptions {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RollbackOptions {
     /// Roll back every executed migration above this version (exclusive).
+    #[schema(pattern = "^[A-Za-z0-9]+([._][A-Za-z0-9]+)*$", max_length = 64)]
     pub to: Option<String>,
     /// How many to roll back, newest first (default 1; ignored with `to`).
     pub steps: Option<u32>,
@@ -292,6 +301,7 @@ impl From<&Migration> for MigrationRef {
 /// One step of a plan: the migration, how it runs, and the statements it will send.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = MigrationPlanItem)]
 pub struct PlanItem {
     #[serde(flatten)]
     pub migration: MigrationRef,

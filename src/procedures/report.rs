@@ -42,6 +42,7 @@ pub struct DeployOptions {
 /// One planned deploy.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ProcedurePlanItem)]
 pub struct PlanItem {
     #[serde(flatten)]
     pub procedure: ProcRef,

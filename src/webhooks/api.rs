@@ -166,6 +166,7 @@ pub struct DeliveryQuery {
     webhook_id: Option<String>,
     /// pending, succeeded or failed
     status: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     cursor: Option<String>,
 }
