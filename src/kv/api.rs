@@ -172,7 +172,8 @@ fn written(view: EntryView, status: StatusCode) -> ApiResult<Response> {
 /// Write a new version. `If-Match: "v7"` makes it compare-and-set (412 with the current
 /// version on mismatch); `If-None-Match: *` creates only.
 #[utoipa::path(put, path = "/{key}", tag = "kv", params(("key" = String, Path)), request_body = PutRequest,
-    responses((status = 200, body = EntryView), (status = 412, description = "version mismatch"),
+    responses((status = 200, body = EntryView), (status = 201, body = EntryView, description = "the key was created (version 1)"),
+        (status = 412, description = "version mismatch"),
         (status = 422, description = "value does not parse as its type")))]
 async fn put(
     State(app): State<AppState>,

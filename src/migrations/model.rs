@@ -254,6 +254,7 @@ pub struct RunOptions {
     #[schema(pattern = "^[A-Za-z0-9]+([._][A-Za-z0-9]+)*$", max_length = 64)]
     pub to: Option<String>,
     /// At most this many migrations.
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
     pub steps: Option<u32>,
     /// Return the plan with its SQL; execute nothing.
     #[serde(default)]
@@ -262,6 +263,7 @@ pub struct RunOptions {
     #[serde(default)]
     pub out_of_order: bool,
     /// Seconds to wait for the migration lock (default: the configured lock timeout).
+    #[schema(maximum = 86400)]
     pub lock_timeout: Option<u64>,
 }
 
@@ -273,9 +275,11 @@ pub struct RollbackOptions {
     #[schema(pattern = "^[A-Za-z0-9]+([._][A-Za-z0-9]+)*$", max_length = 64)]
     pub to: Option<String>,
     /// How many to roll back, newest first (default 1; ignored with `to`).
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
     pub steps: Option<u32>,
     #[serde(default)]
     pub dry_run: bool,
+    #[schema(maximum = 86400)]
     pub lock_timeout: Option<u64>,
 }
 

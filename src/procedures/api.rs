@@ -206,6 +206,7 @@ async fn drift(State(app): State<AppState>) -> ApiResult<Json<DriftReport>> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RollbackBody {
     /// Seconds to wait for the migration lock.
+    #[schema(maximum = 86400)]
     lock_timeout: Option<u64>,
 }
 

@@ -36,6 +36,7 @@ pub struct DeployOptions {
     #[serde(default)]
     pub dry_run: bool,
     /// Seconds to wait for the lock shared with migrations (default: the configured one).
+    #[schema(maximum = 86400)]
     pub lock_timeout: Option<u64>,
 }
 

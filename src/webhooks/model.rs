@@ -257,7 +257,8 @@ pub struct NewEvent {
     #[serde(rename = "type")]
     #[schema(pattern = "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$", max_length = 255)]
     pub event_type: String,
-    #[schema(value_type = Object)]
+    /// Any JSON value; it becomes the delivered body's `data`.
+    #[schema(value_type = serde_json::Value)]
     pub payload: Value,
     /// Idempotency key and message id: a repeat within 24 h returns the first event.
     #[schema(pattern = "^[A-Za-z0-9_.:-]{1,255}$")]
