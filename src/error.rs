@@ -114,6 +114,27 @@ impl ApiError {
     }
 }
 
+// Documentation only: responses are built by `error_body`, never from this type.
+/// The body of every 4xx/5xx answer: a stable code, a human sentence and details.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorDoc {
+    pub error: ErrorDetailDoc,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = ErrorDetail)]
+pub struct ErrorDetailDoc {
+    /// Stable snake_case code, e.g. `key_not_found`.
+    #[schema(pattern = "^[a-z][a-z0-9_]*$")]
+    pub code: String,
+    /// A human sentence.
+    pub message: String,
+    /// Facts about the error (a field name, the current version…); often empty.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
 /// The JSON body of an error response (also used for errors produced outside handlers).
 pub fn error_body(code: &str, message: &str, details: Value) -> Value {
     json!({ "error": { "code": code, "message": message, "details": details } })

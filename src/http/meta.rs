@@ -14,7 +14,9 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 
+/// Liveness or readiness.
 #[derive(Serialize, ToSchema)]
+#[schema(as = Health)]
 pub struct Status {
     status: &'static str,
 }

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod conn;
+mod doc;
 pub mod extract;
 mod meta;
 
@@ -17,7 +18,6 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
@@ -26,38 +26,6 @@ use crate::error::error_body;
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "opshub", description = "Migrations, procedures, webhooks, incoming webhook log and typed configuration."),
-    modifiers(&BearerAuth),
-    security(("bearer" = [])),
-    tags(
-        (name = "meta", description = "Health, readiness and metrics"),
-        (name = "tokens", description = "API tokens (admin scope)"),
-        (name = "kv", description = "Typed key-value configuration"),
-        (name = "webhooks", description = "Outbound webhook endpoints, signing helpers"),
-        (name = "events", description = "Publishing events to webhooks"),
-        (name = "deliveries", description = "Delivery state and attempts"),
-        (name = "migrations", description = "Versioned schema migrations: records, run, rollback, status, validation, history"),
-        (name = "procedures", description = "Procedures, functions, triggers and views: deploy, drift detection against the live catalog, rollback"),
-        (name = "webhook-log", description = "Ingest sources, the append-only incoming webhook log, and the public /ingest capture routes"),
-    )
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
 
 /// The authenticated `/api/v1` routes of every module.
 fn api_v1() -> OpenApiRouter<AppState> {
@@ -72,7 +40,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
 
 /// The whole application router, plus its OpenAPI document.
 pub fn router(app: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let (authed, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (authed, mut openapi) = OpenApiRouter::with_openapi(doc::base())
         .nest("/api/v1", api_v1())
         .merge(meta::authed_routes())
         .split_for_parts();
@@ -80,6 +48,7 @@ pub fn router(app: AppState) -> (Router, utoipa::openapi::OpenApi) {
     openapi.merge(public_doc);
     let (ingest, ingest_doc) = crate::webhook_log::api::public_routes();
     openapi.merge(ingest_doc);
+    doc::document_errors(&mut openapi);
     let authed = authed.layer(middleware::from_fn_with_state(
         app.clone(),
         auth::require_token,

@@ -46,6 +46,7 @@ pub struct ListQuery {
     /// Only keys starting with this text.
     #[serde(default)]
     prefix: String,
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -171,7 +172,8 @@ fn written(view: EntryView, status: StatusCode) -> ApiResult<Response> {
 /// Write a new version. `If-Match: "v7"` makes it compare-and-set (412 with the current
 /// version on mismatch); `If-None-Match: *` creates only.
 #[utoipa::path(put, path = "/{key}", tag = "kv", params(("key" = String, Path)), request_body = PutRequest,
-    responses((status = 200, body = EntryView), (status = 412, description = "version mismatch"),
+    responses((status = 200, body = EntryView), (status = 201, body = EntryView, description = "the key was created (version 1)"),
+        (status = 412, description = "version mismatch"),
         (status = 422, description = "value does not parse as its type")))]
 async fn put(
     State(app): State<AppState>,
@@ -192,7 +194,8 @@ async fn put(
 
 /// Delete a key (history is kept; a re-created key continues its version numbers).
 #[utoipa::path(delete, path = "/{key}", tag = "kv", params(("key" = String, Path)),
-    responses((status = 200, body = EntryView), (status = 404, description = "key_not_found")))]
+    responses((status = 200, body = EntryView), (status = 404, description = "key_not_found"),
+        (status = 412, description = "If-Match names another version")))]
 async fn delete(
     State(app): State<AppState>,
     caller: Caller,
@@ -216,7 +219,8 @@ async fn history(
 
 /// Make an earlier version current again (as a new version).
 #[utoipa::path(post, path = "/{key}/rollback", tag = "kv", params(("key" = String, Path)), request_body = RollbackRequest,
-    responses((status = 200, body = EntryView), (status = 404, description = "unknown key or version")))]
+    responses((status = 200, body = EntryView), (status = 404, description = "unknown key or version"),
+        (status = 412, description = "If-Match names another version")))]
 async fn rollback(
     State(app): State<AppState>,
     caller: Caller,
@@ -356,7 +360,8 @@ pub struct ImportQuery {
 
 /// Import a document: all entries or none (422 listing every problem).
 #[utoipa::path(post, path = "/_import", tag = "kv", params(ImportQuery), request_body = ExportDoc,
-    responses((status = 200, body = ImportReport), (status = 422, body = ImportReport)))]
+    responses((status = 200, body = ImportReport),
+        (status = 422, description = "import_invalid (details: the ImportReport) or invalid_document")))]
 async fn import(
     State(app): State<AppState>,
     caller: Caller,

@@ -187,6 +187,8 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExportDoc {
+    /// Always `opshub-kv/1`.
+    #[schema(pattern = "^opshub-kv/1$")]
     pub format: String,
     pub entries: std::collections::BTreeMap<String, ExportEntry>,
 }

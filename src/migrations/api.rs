@@ -171,6 +171,7 @@ async fn validate(State(app): State<AppState>) -> ApiResult<Json<ValidationRepor
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 struct HistoryQuery {
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     cursor: Option<String>,
     /// Only this migration's entries.
@@ -242,6 +243,7 @@ async fn resume(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Baseline {
+    #[schema(pattern = "^[A-Za-z0-9]+([._][A-Za-z0-9]+)*$", max_length = 64)]
     version: String,
 }
 

@@ -24,6 +24,7 @@ use crate::error::{ApiError, ApiResult};
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = MigrationImportReport)]
 pub struct ImportReport {
     pub created: Vec<MigrationRef>,
     pub updated: Vec<MigrationRef>,

@@ -89,7 +89,14 @@ pub fn order(a: &Migration, b: &Migration) -> Ordering {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewMigration {
+    /// 1 to 200 characters without surrounding spaces or control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]([^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f])?$"
+    )]
     pub name: String,
+    #[schema(pattern = "^[A-Za-z0-9]+([._][A-Za-z0-9]+)*$", max_length = 64)]
     pub version: String,
     #[serde(default)]
     pub execution_order: i64,
@@ -197,7 +204,7 @@ pub fn normalize_down(d: Option<String>) -> Option<String> {
 /// Checks the user-editable fields of a record; the message names the field.
 pub fn validate(m: &Migration, dialect: Dialect) -> Result<(), String> {
     let name = m.name.trim();
-    if name.is_empty() || name.len() > 200 || name != m.name {
+    if name.is_empty() || name.chars().count() > 200 || name != m.name {
         return Err("name must be 1 to 200 characters without surrounding spaces".into());
     }
     if name.chars().any(char::is_control) {
@@ -244,8 +251,10 @@ fn first_line(s: &str) -> &str {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunOptions {
     /// Last version to apply (inclusive).
+    #[schema(pattern = "^[A-Za-z0-9]+([._][A-Za-z0-9]+)*$", max_length = 64)]
     pub to: Option<String>,
     /// At most this many migrations.
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
     pub steps: Option<u32>,
     /// Return the plan with its SQL; execute nothing.
     #[serde(default)]
@@ -254,6 +263,7 @@ pub struct RunOptions {
     #[serde(default)]
     pub out_of_order: bool,
     /// Seconds to wait for the migration lock (default: the configured lock timeout).
+    #[schema(maximum = 86400)]
     pub lock_timeout: Option<u64>,
 }
 
@@ -262,11 +272,14 @@ pub struct RunOptions {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RollbackOptions {
     /// Roll back every executed migration above this version (exclusive).
+    #[schema(pattern = "^[A-Za-z0-9]+([._][A-Za-z0-9]+)*$", max_length = 64)]
     pub to: Option<String>,
     /// How many to roll back, newest first (default 1; ignored with `to`).
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
     pub steps: Option<u32>,
     #[serde(default)]
     pub dry_run: bool,
+    #[schema(maximum = 86400)]
     pub lock_timeout: Option<u64>,
 }
 
@@ -292,6 +305,7 @@ impl From<&Migration> for MigrationRef {
 /// One step of a plan: the migration, how it runs, and the statements it will send.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = MigrationPlanItem)]
 pub struct PlanItem {
     #[serde(flatten)]
     pub migration: MigrationRef,

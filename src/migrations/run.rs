@@ -43,7 +43,7 @@ impl Runner {
         asked.map_or(self.lock_timeout, Duration::from_secs)
     }
 
-    fn check_timeout(asked: Option<u64>) -> ApiResult<()> {
+    pub fn check_timeout(asked: Option<u64>) -> ApiResult<()> {
         if asked.is_some_and(|s| s > MAX_LOCK_TIMEOUT_SECS) {
             return Err(ApiError::bad_request(
                 "invalid_option",

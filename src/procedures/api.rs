@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
@@ -49,17 +49,38 @@ async fn detached<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("procedure task failed: {e}")))?
 }
 
-/// An optional JSON body: empty is the type's default.
-fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
+/// An optional JSON body: empty is the type's default; a present one must be sent as JSON,
+/// as every other body is (415 otherwise).
+fn optional_body<T: DeserializeOwned + Default>(headers: &HeaderMap, body: &Bytes) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        });
+    if !json {
+        return Err(ApiError::UnsupportedMediaType(
+            "the request body must be JSON with Content-Type: application/json".into(),
+        ));
+    }
+    // `null` reads as no options, as the document allows.
+    let parsed: Option<T> = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
             ApiError::unprocessable("invalid_body", format!("invalid JSON body: {e}"))
         }
         _ => ApiError::bad_request("malformed_json", format!("invalid JSON body: {e}")),
-    })
+    })?;
+    Ok(parsed.unwrap_or_default())
 }
 
 /// A report with a failed procedure is an error response carrying the whole report.
@@ -139,7 +160,7 @@ async fn delete(
 
 /// Deploy one procedure (whatever its state) under the migration lock.
 #[utoipa::path(post, path = "/procedures/{id}/deploy", tag = "procedures",
-    params(("id" = String, Path)), request_body(content = DeployOptions, description = "optional"),
+    params(("id" = String, Path)), request_body(content = Option<DeployOptions>, description = "optional"),
     responses((status = 200, body = DeployReport), (status = 404, description = "unknown id"),
         (status = 409, description = "locked or dependencies_not_deployed"),
         (status = 422, description = "deploy_failed (details: the report)")))]
@@ -147,9 +168,10 @@ async fn deploy_one(
     State(app): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<DeployReport>> {
-    let opts: DeployOptions = optional_body(&body)?;
+    let opts: DeployOptions = optional_body(&headers, &body)?;
     let (r, db) = (runner(&app, &caller), app.db.clone());
     report_or_error(
         detached(async move { super::deploy::deploy_one(&db, &r, &id, &opts).await }).await?,
@@ -158,16 +180,17 @@ async fn deploy_one(
 
 /// Deploy every pending or changed procedure, dependencies first; `dryRun` shows the plan.
 #[utoipa::path(post, path = "/procedures/deploy", tag = "procedures",
-    request_body(content = DeployOptions, description = "optional"),
+    request_body(content = Option<DeployOptions>, description = "optional"),
     responses((status = 200, body = DeployReport),
         (status = 409, description = "locked"),
         (status = 422, description = "deploy_failed (details: the report) or dependency_cycle")))]
 async fn deploy_all(
     State(app): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<DeployReport>> {
-    let opts: DeployOptions = optional_body(&body)?;
+    let opts: DeployOptions = optional_body(&headers, &body)?;
     let (r, db) = (runner(&app, &caller), app.db.clone());
     report_or_error(detached(async move { super::deploy::deploy_all(&db, &r, &opts).await }).await?)
 }
@@ -183,12 +206,13 @@ async fn drift(State(app): State<AppState>) -> ApiResult<Json<DriftReport>> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RollbackBody {
     /// Seconds to wait for the migration lock.
+    #[schema(maximum = 86400)]
     lock_timeout: Option<u64>,
 }
 
 /// Run the procedure's downScript and mark it not deployed.
 #[utoipa::path(post, path = "/procedures/{id}/rollback", tag = "procedures",
-    params(("id" = String, Path)), request_body(content = RollbackBody, description = "optional"),
+    params(("id" = String, Path)), request_body(content = Option<RollbackBody>, description = "optional"),
     responses((status = 200, body = Procedure), (status = 404, description = "unknown id"),
         (status = 409, description = "no_down_script, not_deployed or locked"),
         (status = 422, description = "rollback_failed")))]
@@ -196,9 +220,10 @@ async fn rollback(
     State(app): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Procedure>> {
-    let b: RollbackBody = optional_body(&body)?;
+    let b: RollbackBody = optional_body(&headers, &body)?;
     let (r, db) = (runner(&app, &caller), app.db.clone());
     Ok(Json(
         detached(async move { super::deploy::rollback(&db, &r, &id, b.lock_timeout).await })

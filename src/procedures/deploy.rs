@@ -23,6 +23,8 @@ use crate::migrations::source::{self, split};
 
 /// Deploys every procedure that is pending or changed, dependencies first.
 pub async fn deploy_all(db: &Db, runner: &Runner, opts: &DeployOptions) -> ApiResult<DeployReport> {
+    // Options are checked even when there is nothing to do, as for one procedure.
+    Runner::check_timeout(opts.lock_timeout)?;
     if opts.dry_run {
         let plan = plan_all(store::all(db, db.pool()).await?)?;
         return Ok(dry(&plan));

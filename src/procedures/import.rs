@@ -20,6 +20,7 @@ use crate::migrations::source::{self, files::Repeatable};
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ProcedureImportReport)]
 pub struct ImportReport {
     pub created: Vec<ProcRef>,
     pub updated: Vec<ProcRef>,

@@ -94,6 +94,12 @@ pub struct Procedure {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewProcedure {
+    /// 1 to 200 characters without surrounding spaces or control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]([^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f])?$"
+    )]
     pub name: String,
     #[serde(rename = "type", default)]
     pub proc_type: Option<ProcType>,
@@ -270,7 +276,11 @@ pub fn validate(
     known: &BTreeSet<String>,
 ) -> Result<Vec<Created>, Invalid> {
     let name = p.name.trim();
-    if name.is_empty() || name.len() > 200 || name != p.name || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > 200
+        || name != p.name
+        || name.chars().any(char::is_control)
+    {
         return Err(invalid(
             "invalid_procedure",
             "name must be 1 to 200 characters without surrounding spaces or control characters",

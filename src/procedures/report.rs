@@ -36,12 +36,14 @@ pub struct DeployOptions {
     #[serde(default)]
     pub dry_run: bool,
     /// Seconds to wait for the lock shared with migrations (default: the configured one).
+    #[schema(maximum = 86400)]
     pub lock_timeout: Option<u64>,
 }
 
 /// One planned deploy.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ProcedurePlanItem)]
 pub struct PlanItem {
     #[serde(flatten)]
     pub procedure: ProcRef,

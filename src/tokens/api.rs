@@ -52,7 +52,8 @@ async fn get(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiRe
 /// Revoke a token by id or name; it stops working at once on this instance and within
 /// seconds on others.
 #[utoipa::path(delete, path = "/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
-    responses((status = 200, body = Token), (status = 404, description = "no active token with that id or name")))]
+    responses((status = 200, body = Token), (status = 404, description = "no active token with that id or name"),
+        (status = 409, description = "ambiguous_token_name: several active tokens have that name (details: their ids)")))]
 async fn revoke(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,

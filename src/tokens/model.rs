@@ -67,6 +67,12 @@ pub struct CreatedToken {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewToken {
+    /// 1 to 100 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
     pub scope: Scope,
 }
@@ -74,7 +80,7 @@ pub struct NewToken {
 impl NewToken {
     pub fn validate(&self) -> Result<(), String> {
         let n = self.name.trim();
-        if n.is_empty() || n.len() > 100 {
+        if n.is_empty() || n.chars().count() > 100 {
             return Err("name must be 1 to 100 characters".into());
         }
         if n.chars().any(char::is_control) {

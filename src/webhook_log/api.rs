@@ -63,7 +63,7 @@ pub struct Received {
 
 /// Capture a request to a source (any method; no token). Answered only once it is stored.
 #[utoipa::path(post, path = "/ingest/{source}", tag = "webhook-log", security(()),
-    params(("source" = String, Path)), request_body(content = Vec<u8>, content_type = "*/*"),
+    params(("source" = String, Path)), request_body(content = Option<serde_json::Value>, content_type = "*/*", description = "any bytes (or none), stored exactly as sent"),
     responses((status = 200, body = Received), (status = 401, description = "signature invalid and the source rejects invalid requests (still logged)"),
         (status = 404, description = "unknown source"), (status = 413, description = "body over the source's maxBodyBytes")))]
 // Documentation only: `ingest` serves the route for every method.
@@ -71,7 +71,7 @@ async fn ingest_doc() {}
 
 /// Capture a request to a source under a sub-path (any method; no token).
 #[utoipa::path(post, path = "/ingest/{source}/{path}", tag = "webhook-log", security(()),
-    params(("source" = String, Path), ("path" = String, Path)), request_body(content = Vec<u8>, content_type = "*/*"),
+    params(("source" = String, Path), ("path" = String, Path)), request_body(content = Option<serde_json::Value>, content_type = "*/*", description = "any bytes (or none), stored exactly as sent"),
     responses((status = 200, body = Received), (status = 401, description = "signature invalid (still logged)"),
         (status = 404, description = "unknown source"), (status = 413, description = "body too large")))]
 // Documentation only: `ingest_path` serves the route for every method.
@@ -242,7 +242,7 @@ async fn get_log(
 
 /// The exact body bytes of a logged request, with its original content type.
 #[utoipa::path(get, path = "/webhook-logs/{id}/raw", tag = "webhook-log", params(("id" = String, Path)),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, description = "unknown id")))]
+    responses((status = 200, description = "the exact body bytes, with the content type they arrived with (application/octet-stream when none)"), (status = 404, description = "unknown id")))]
 async fn raw_log(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Response> {
     let entry = super::get_entry(&app.db, &id).await?;
     let c = entry.capture;

@@ -23,7 +23,6 @@ pub struct Source {
     pub id: String,
     pub name: String,
     /// `none`, `standard-webhooks`, `github`, `stripe`, `slack`, `shopify` or `hmac-sha256`.
-    #[schema(value_type = String)]
     pub verifier: Verifier,
     pub has_secret: bool,
     /// Lowercased header names whose values are stored as `[redacted]`, on top of
@@ -40,8 +39,8 @@ pub struct Source {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewSource {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
-    #[schema(value_type = String)]
     pub verifier: Verifier,
     pub secret: Option<String>,
     #[serde(default)]
@@ -56,7 +55,6 @@ pub struct NewSource {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourcePatch {
     pub name: Option<String>,
-    #[schema(value_type = Option<String>)]
     pub verifier: Option<Verifier>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
@@ -266,14 +264,18 @@ pub struct LogQuery {
     /// HTTP method, any case.
     pub method: Option<String>,
     /// Received at or after this RFC 3339 instant.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Received before this RFC 3339 instant.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `unchecked`, `valid` or `invalid`.
+    #[param(pattern = "^(unchecked|valid|invalid)$")]
     pub signature_status: Option<String>,
     /// Rows whose body contains these bytes (case-sensitive).
     pub q: Option<String>,
     /// Items per page, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,

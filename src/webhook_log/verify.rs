@@ -31,7 +31,7 @@ type Sha256Mac = Hmac<Sha256>;
 
 /// A source's signature scheme. Text forms: `none`, `standard-webhooks`, `github`, `stripe`,
 /// `slack`, `shopify`, `hmac-sha256`. Every HMAC scheme refuses an empty secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verifier {
     /// Nothing is checked; the row is `unchecked`.

@@ -165,7 +165,9 @@ async fn route(
 pub struct DeliveryQuery {
     webhook_id: Option<String>,
     /// pending, succeeded or failed
+    #[param(pattern = "^(pending|succeeded|failed)$")]
     status: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     cursor: Option<String>,
 }

@@ -85,6 +85,12 @@ pub struct WithSecret {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewWebhook {
+    /// 1 to 100 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
     pub endpoint: String,
     pub events: Vec<String>,
@@ -130,7 +136,9 @@ fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
 }
 
 pub fn validate_name(name: &str) -> Result<(), Invalid> {
-    let ok = !name.trim().is_empty() && name.len() <= 100 && !name.chars().any(char::is_control);
+    let ok = !name.trim().is_empty()
+        && name.chars().count() <= 100
+        && !name.chars().any(char::is_control);
     ok.then_some(())
         .ok_or_else(|| invalid("name", "name must be 1 to 100 printable characters"))
 }
@@ -247,10 +255,13 @@ pub fn validate_schedule(schedule: &str) -> Result<(), Invalid> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewEvent {
     #[serde(rename = "type")]
+    #[schema(pattern = "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$", max_length = 255)]
     pub event_type: String,
-    #[schema(value_type = Object)]
+    /// Any JSON value; it becomes the delivered body's `data`.
+    #[schema(value_type = serde_json::Value)]
     pub payload: Value,
     /// Idempotency key and message id: a repeat within 24 h returns the first event.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,255}$")]
     pub id: Option<String>,
 }
 
@@ -288,6 +299,7 @@ pub struct EventView {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RouteRequest {
     #[serde(rename = "type")]
+    #[schema(pattern = "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$", max_length = 255)]
     pub event_type: String,
 }
 
@@ -337,7 +349,9 @@ pub struct DeliveryDetail {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecoverRequest {
+    #[schema(format = DateTime)]
     pub since: String,
+    #[schema(format = DateTime)]
     pub until: Option<String>,
     pub webhook_id: Option<String>,
 }

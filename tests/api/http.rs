@@ -425,3 +425,52 @@ async fn docs_are_served_from_the_binary_without_outside_assets() {
         assert!(!r.text.is_empty());
     }
 }
+
+/// Schemathesis found `/healthz` documented with the migrations' `Status` schema: two types
+/// of one name overwrote each other in `components`. Each response points at its own shape,
+/// and every operation documents its errors with SPEC's error body.
+#[tokio::test]
+async fn openapi_schemas_do_not_collide_and_errors_are_documented() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let doc = Resp::from(
+        reqwest::get(format!("{}/api/openapi.json", app.base))
+            .await
+            .expect("sent"),
+    )
+    .await
+    .json;
+    let schemas = &doc["components"]["schemas"];
+    let resolve = |path: &str, method: &str| {
+        let r =
+            doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+                ["$ref"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has a 200 schema"))
+                .rsplit('/')
+                .next()
+                .expect("name")
+                .to_string();
+        schemas[&r].clone()
+    };
+    assert!(resolve("/healthz", "get")["properties"]["status"].is_object());
+    assert!(resolve("/api/v1/migrations/status", "get")["properties"]["executed"].is_object());
+    // Both flatten their record reference: the own fields are the `allOf`'s second part.
+    assert!(schemas["MigrationPlanItem"]["allOf"][1]["properties"]["statements"].is_object());
+    assert!(schemas["ProcedurePlanItem"]["allOf"][1]["properties"]["upScript"].is_object());
+    let error = &schemas["ErrorDetail"]["required"];
+    assert_eq!(error, &json!(["code", "message", "details"]));
+    let put = &doc["paths"]["/api/v1/kv/{key}"]["put"]["responses"];
+    for status in [
+        "400", "401", "403", "404", "412", "413", "415", "422", "503",
+    ] {
+        assert_eq!(
+            put[status]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error",
+            "PUT /api/v1/kv/{{key}} documents {status}"
+        );
+    }
+    let health = &doc["paths"]["/healthz"]["get"]["responses"];
+    assert!(health["401"].is_null(), "public routes document no 401");
+}

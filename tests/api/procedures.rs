@@ -10,6 +10,7 @@ use crate::backend_tests;
 use crate::helpers::{Backend, Resp, TestApp};
 
 backend_tests!(
+    options_are_checked_even_with_nothing_to_deploy,
     deploy_all_orders_by_dependencies_and_refuses_cycles,
     rollback_runs_the_down_script_and_is_refused_without_one,
     bad_input_is_refused_with_nothing_written,
@@ -336,4 +337,36 @@ async fn deploy_waits_for_the_migration_lock(backend: Backend) {
     held.release().await;
     deploy_all(&app).await;
     assert_eq!(state_of(&app, "lv").await, "in_sync");
+}
+
+/// Schemathesis: `POST /procedures/deploy` took any `lockTimeout` when nothing was pending,
+/// while deploying one procedure refused the same value.
+async fn options_are_checked_even_with_nothing_to_deploy(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.post("/api/v1/procedures/deploy", json!({"lockTimeout": 86_401}))
+        .await
+        .assert_error(400, "invalid_option");
+    app.post("/api/v1/procedures/deploy", json!({"lockTimeout": 5}))
+        .await
+        .assert_status(200);
+    let r = app
+        .req(reqwest::Method::POST, "/api/v1/procedures/deploy")
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    Resp::from(r)
+        .await
+        .assert_error(415, "unsupported_media_type");
+    let r = app
+        .req(reqwest::Method::POST, "/api/v1/procedures/deploy")
+        .header("content-type", "application/json")
+        .body("null")
+        .send()
+        .await
+        .expect("sent");
+    Resp::from(r).await.assert_status(200);
 }
