@@ -70,7 +70,7 @@ async fn main() {
         let (il, pl, e) = (ingest_lat.clone(), publish_lat.clone(), errors.clone());
         tokio::spawn(async move {
             let sent = Instant::now();
-            let ok = if i % 2 == 0 {
+            let ok = if i.is_multiple_of(2) {
                 c.post(format!("{b}/ingest/soak"))
                     .body(format!("{{\"i\":{i}}}"))
                     .send()
@@ -88,7 +88,7 @@ async fn main() {
             if !ok {
                 e.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            let target = if i % 2 == 0 { il } else { pl };
+            let target = if i.is_multiple_of(2) { il } else { pl };
             target.lock().expect("lock").push(us);
         });
         if Instant::now() >= next_report {
