@@ -1,15 +1,17 @@
-//! The delivery worker: `run_once` leases a batch of due deliveries, sends them
-//! concurrently outside any transaction, and records every outcome in one transaction;
-//! `run` is a dumb loop around it that sleeps until a publish wakes it (or a second
-//! passes, for retries and other instances' events). Several loops run per process so
-//! that one sends while another claims or records. A worker that dies loses its leases
-//! when they run out, and the deliveries go to whoever claims next.
+//! The delivery worker. `run` is a loop that keeps a fixed number of attempts in flight:
+//! it leases due deliveries as slots free up, sends them outside any transaction, and
+//! records whatever finished together in one transaction; it sleeps until a publish wakes
+//! it (or a second passes, for retries and other instances' events). Several loops run per
+//! process. `run_once` is one synchronous round (lease, send all, record) that the tests
+//! drive with explicit clock values. A worker that dies loses its leases when they run
+//! out, and the deliveries go to whoever claims next.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use ::time::OffsetDateTime;
 use futures_util::StreamExt;
+use tokio::task::JoinSet;
 
 use super::Indexed;
 use super::model::Webhook;
@@ -26,59 +28,133 @@ use crate::db::time;
 /// them too.
 const BATCH: usize = 256;
 
+/// An attempt's outcome and what it says about its endpoint.
+type Finished = (AttemptRecord, Option<Health>);
+
+/// A delivery loop: keeps up to `OPSHUB_WEBHOOK_CONCURRENCY` attempts in flight, leasing
+/// more as soon as slots free up, and records finished attempts in batches (one
+/// transaction for everything that finished together). A slow receiver holds only its own
+/// slots; the loop keeps sending to everyone else. On shutdown it stops leasing, lets the
+/// attempts in flight finish (each within its time limit) and records them.
 pub async fn run(app: AppState) {
+    let slots = app.config.webhook_concurrency.clamp(1, BATCH);
+    let mut inflight: JoinSet<Finished> = JoinSet::new();
+    // The last lease found fewer due deliveries than free slots: wait for a publish, a
+    // finished attempt or the 1 s tick (retries, other instances) before asking again.
+    let mut idle = false;
     loop {
-        if app.shutdown.is_cancelled() {
+        let stopping = app.shutdown.is_cancelled();
+        if stopping && inflight.is_empty() {
             return;
         }
-        let n = match run_once(&app, OffsetDateTime::now_utc()).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "delivery round failed");
-                0
+        let free = slots - inflight.len();
+        if !stopping && free > 0 && !idle {
+            match lease(&app, free, &mut inflight).await {
+                Ok(n) => idle = n < free,
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "leasing deliveries failed");
+                    idle = true;
+                }
             }
-        };
-        if n == 0 {
-            tokio::select! {
-                _ = app.shutdown.cancelled() => return,
-                _ = app.webhooks.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            if !idle {
+                continue;
             }
+        }
+        tokio::select! {
+            Some(first) = inflight.join_next(), if !inflight.is_empty() => {
+                let mut finished = Vec::new();
+                let rest = std::iter::from_fn(|| inflight.try_join_next());
+                for joined in std::iter::once(first).chain(rest) {
+                    match joined {
+                        Ok(done) => finished.push(done),
+                        // Its lease runs out and a later round retries it.
+                        Err(e) => tracing::error!(error = %e, "a delivery attempt panicked"),
+                    }
+                }
+                if let Err(e) = record_finished(&app, finished, OffsetDateTime::now_utc()).await {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "recording delivery attempts failed; they are retried when their leases run out"
+                    );
+                }
+                idle = false;
+            }
+            _ = app.webhooks.wake.notified(), if !stopping => idle = false,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => idle = false,
+            _ = app.shutdown.cancelled(), if !stopping => {}
         }
     }
 }
 
-/// One round at time `now`: lease, send, record. Returns how many deliveries it handled.
-pub async fn run_once(app: &AppState, now: OffsetDateTime) -> anyhow::Result<usize> {
-    // Longer than one attempt can take, short enough that a dead worker's work moves on
-    // within seconds.
+/// The lease of a delivery claimed at `now`: longer than one attempt can take, short
+/// enough that a dead worker's work moves on within seconds. (now, lease end) as text.
+fn lease_window(app: &AppState, now: OffsetDateTime) -> (String, String) {
     let lease = i64::try_from(app.config.webhook_timeout_secs).unwrap_or(15) + 5;
-    let now_text = time::format(now);
-    let lease_until = time::format(now + ::time::Duration::seconds(lease));
-    let worker = app.webhooks.worker_id.clone();
-    let concurrency = app.config.webhook_concurrency.max(1);
-    let limit = u32::try_from(concurrency.min(BATCH)).unwrap_or(1);
-    let claimed = queue::claim(&app.db, &worker, &now_text, &lease_until, limit).await?;
+    (
+        time::format(now),
+        time::format(now + ::time::Duration::seconds(lease)),
+    )
+}
+
+/// Leases up to `n` due deliveries and starts an attempt for each; how many.
+async fn lease(
+    app: &AppState,
+    n: usize,
+    inflight: &mut JoinSet<Finished>,
+) -> anyhow::Result<usize> {
+    let now = OffsetDateTime::now_utc();
+    let (now_text, lease_until) = lease_window(app, now);
+    let limit = u32::try_from(n).unwrap_or(1);
+    let worker = &app.webhooks.worker_id;
+    let claimed = queue::claim(&app.db, worker, &now_text, &lease_until, limit).await?;
     if claimed.is_empty() {
         return Ok(0);
     }
     let generation = store::generation(&app.db, app.db.pool()).await?;
     let endpoints = app.webhooks.endpoints(&app.db, generation).await?;
-    let results: Vec<(AttemptRecord, Option<Health>)> = futures_util::stream::iter(claimed)
+    let count = claimed.len();
+    for c in claimed {
+        let (app, endpoints) = (app.clone(), endpoints.clone());
+        inflight.spawn(async move { attempt(&app, &endpoints, c, now).await });
+    }
+    Ok(count)
+}
+
+/// Records finished attempts in one transaction, then their endpoints' health.
+async fn record_finished(
+    app: &AppState,
+    finished: Vec<Finished>,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    if finished.is_empty() {
+        return Ok(());
+    }
+    let (records, health): (Vec<_>, Vec<_>) = finished.into_iter().unzip();
+    let at = time::format(OffsetDateTime::now_utc());
+    queue::record(&app.db, &app.webhooks.worker_id, &records, &at).await?;
+    apply_health(app, health.into_iter().flatten().collect(), now).await
+}
+
+/// One round at time `now`, as the tests drive it: lease what is due (at most one loop's
+/// slots), send it all, record. Returns how many deliveries it handled.
+pub async fn run_once(app: &AppState, now: OffsetDateTime) -> anyhow::Result<usize> {
+    let (now_text, lease_until) = lease_window(app, now);
+    let concurrency = app.config.webhook_concurrency.max(1);
+    let limit = u32::try_from(concurrency.min(BATCH)).unwrap_or(1);
+    let worker = &app.webhooks.worker_id;
+    let claimed = queue::claim(&app.db, worker, &now_text, &lease_until, limit).await?;
+    if claimed.is_empty() {
+        return Ok(0);
+    }
+    let generation = store::generation(&app.db, app.db.pool()).await?;
+    let endpoints = app.webhooks.endpoints(&app.db, generation).await?;
+    let finished: Vec<Finished> = futures_util::stream::iter(claimed)
         .map(|c| attempt(app, &endpoints, c, now))
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    let n = results.len();
-    let (records, health): (Vec<_>, Vec<_>) = results.into_iter().unzip();
-    queue::record(
-        &app.db,
-        &worker,
-        &records,
-        &time::format(OffsetDateTime::now_utc()),
-    )
-    .await?;
-    apply_health(app, health.into_iter().flatten().collect(), now).await?;
+    let n = finished.len();
+    record_finished(app, finished, now).await?;
     Ok(n)
 }
 
