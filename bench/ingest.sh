@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-64}
 pg_admin=${OPSHUB_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
-cargo build --release --example bench_server >&2
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked --example bench_server >&2
 target=$(cargo metadata --format-version 1 --no-deps | sed -E 's/.*"target_directory":"([^"]*)".*/\1/')
 bin="$target/release/examples/bench_server"
 work=$(mktemp -d)

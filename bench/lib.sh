@@ -3,7 +3,7 @@
 
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="$ROOT/target/release/opshub"
+BIN="${BIN:-$ROOT/target/release/opshub}"
 PG_ADMIN_URL="${OPSHUB_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 BENCH_TOKEN="opshub_bench-admin-token-0123456789abcdef"
 export OPSHUB_MASTER_KEY="${OPSHUB_MASTER_KEY:-AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=}"
@@ -12,8 +12,9 @@ need_wrk() {
   command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get install -y wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y wrk >/dev/null; }; }
 }
 
+# SKIP_BUILD=1 runs the binaries already built (e.g. copies, while the tree changes).
 build_release() {
-  (cd "$ROOT" && cargo build --release --locked -q)
+  [ -n "${SKIP_BUILD:-}" ] || (cd "$ROOT" && cargo build --release --locked -q)
 }
 
 # start_server URL -> sets SERVER_PID and BASE

@@ -7,5 +7,5 @@
 source "$(dirname "$0")/lib.sh"
 SECS="${1:-180}"
 build_release
-(cd "$ROOT" && cargo build --release --locked -q --example scaleout)
+[ -n "${SKIP_BUILD:-}" ] || (cd "$ROOT" && cargo build --release --locked -q --example scaleout)
 "$ROOT/target/release/examples/scaleout" "$BIN" "$PG_ADMIN_URL" "$SECS"

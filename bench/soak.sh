@@ -9,7 +9,7 @@ RATE="${1:-500}"
 SECS="${2:-600}"
 WINDOW="${3:-60}"
 build_release
-(cd "$ROOT" && cargo build --release --locked -q --example soak)
+[ -n "${SKIP_BUILD:-}" ] || (cd "$ROOT" && cargo build --release --locked -q --example soak)
 export OPSHUB_WEBHOOK_ALLOW_PRIVATE=true
 pg_url="$(pg_fresh opshub_bench_soak)"
 start_server "$pg_url"

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 EVENTS="${1:-20000}"
 CONC="${2:-32}"
 build_release
-(cd "$ROOT" && cargo build --release --locked -q --example webhook_bench)
+[ -n "${SKIP_BUILD:-}" ] || (cd "$ROOT" && cargo build --release --locked -q --example webhook_bench)
 GEN="$ROOT/target/release/examples/webhook_bench"
 export OPSHUB_WEBHOOK_ALLOW_PRIVATE=true
 
