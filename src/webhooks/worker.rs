@@ -28,6 +28,9 @@ use crate::db::time;
 /// them too.
 const BATCH: usize = 256;
 
+/// How long finished attempts wait to be recorded together.
+const RECORD_LINGER: Duration = Duration::from_millis(5);
+
 /// An attempt's outcome and what it says about its endpoint.
 type Finished = (AttemptRecord, Option<Health>);
 
@@ -39,16 +42,40 @@ type Finished = (AttemptRecord, Option<Health>);
 pub async fn run(app: AppState) {
     let slots = app.config.webhook_concurrency.clamp(1, BATCH);
     let mut inflight: JoinSet<Finished> = JoinSet::new();
+    // Finished attempts not yet recorded, and when the oldest finished. Recording waits a
+    // little so that one transaction takes many: every write transaction competes with
+    // publishing (on SQLite for the one write lock). Leases run much longer than this.
+    let mut finished: Vec<Finished> = Vec::new();
+    let mut oldest: Option<tokio::time::Instant> = None;
     // The last lease found fewer due deliveries than free slots: wait for a publish, a
     // finished attempt or the 1 s tick (retries, other instances) before asking again.
     let mut idle = false;
     loop {
         let stopping = app.shutdown.is_cancelled();
+        let linger_over = oldest.is_some_and(|t| t.elapsed() >= RECORD_LINGER);
+        if !finished.is_empty()
+            && (linger_over || inflight.is_empty() || stopping || finished.len() >= slots / 2)
+        {
+            if let Err(e) = record_finished(
+                &app,
+                std::mem::take(&mut finished),
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "recording delivery attempts failed; they are retried when their leases run out"
+                );
+            }
+            oldest = None;
+        }
         if stopping && inflight.is_empty() {
             return;
         }
+        // Lease in batches: when a quarter of the slots is free, or everything is.
         let free = slots - inflight.len();
-        if !stopping && free > 0 && !idle {
+        if !stopping && !idle && free > 0 && (free >= slots.div_ceil(4) || inflight.is_empty()) {
             match lease(&app, free, &mut inflight).await {
                 Ok(n) => idle = n < free,
                 Err(e) => {
@@ -56,13 +83,10 @@ pub async fn run(app: AppState) {
                     idle = true;
                 }
             }
-            if !idle {
-                continue;
-            }
         }
+        let record_at = oldest.map(|t| t + RECORD_LINGER);
         tokio::select! {
             Some(first) = inflight.join_next(), if !inflight.is_empty() => {
-                let mut finished = Vec::new();
                 let rest = std::iter::from_fn(|| inflight.try_join_next());
                 for joined in std::iter::once(first).chain(rest) {
                     match joined {
@@ -71,14 +95,10 @@ pub async fn run(app: AppState) {
                         Err(e) => tracing::error!(error = %e, "a delivery attempt panicked"),
                     }
                 }
-                if let Err(e) = record_finished(&app, finished, OffsetDateTime::now_utc()).await {
-                    tracing::warn!(
-                        error = format!("{e:#}"),
-                        "recording delivery attempts failed; they are retried when their leases run out"
-                    );
-                }
+                oldest.get_or_insert_with(tokio::time::Instant::now);
                 idle = false;
             }
+            () = tokio::time::sleep_until(record_at.unwrap_or_else(tokio::time::Instant::now)), if record_at.is_some() => {}
             _ = app.webhooks.wake.notified(), if !stopping => idle = false,
             _ = tokio::time::sleep(Duration::from_secs(1)) => idle = false,
             _ = app.shutdown.cancelled(), if !stopping => {}
