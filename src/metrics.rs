@@ -18,41 +18,56 @@ struct Histogram {
     sum: f64,
 }
 
-type Key = (String, String, u16);
+/// What one (route, method) has seen.
+#[derive(Default)]
+struct RouteStats {
+    by_status: BTreeMap<u16, u64>,
+    latency: Histogram,
+}
+
+/// Route template → method → stats. Nested by borrowed-key lookups, so observing a request
+/// allocates nothing once its route and method have been seen (this is on every request).
+type Routes = BTreeMap<String, BTreeMap<String, RouteStats>>;
 
 pub struct Metrics {
     started: Instant,
-    requests: Mutex<BTreeMap<Key, u64>>,
-    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    routes: Mutex<Routes>,
 }
 
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics {
             started: Instant::now(),
-            requests: Mutex::default(),
-            latency: Mutex::default(),
+            routes: Mutex::default(),
         }
     }
 }
 
 impl Metrics {
     pub fn observe_request(&self, method: &str, route: &str, status: u16, took: Duration) {
-        if let Ok(mut m) = self.requests.lock() {
-            *m.entry((method.to_string(), route.to_string(), status))
-                .or_default() += 1;
-        }
         let secs = took.as_secs_f64();
-        if let Ok(mut h) = self.latency.lock() {
-            let h = h
-                .entry((method.to_string(), route.to_string()))
-                .or_default();
-            h.count += 1;
-            h.sum += secs;
-            for (i, le) in BUCKETS.iter().enumerate() {
-                if secs <= *le {
-                    h.counts[i] += 1;
-                }
+        let Ok(mut routes) = self.routes.lock() else {
+            return;
+        };
+        if !routes.contains_key(route) {
+            routes.insert(route.to_string(), BTreeMap::new());
+        }
+        let Some(methods) = routes.get_mut(route) else {
+            return;
+        };
+        if !methods.contains_key(method) {
+            methods.insert(method.to_string(), RouteStats::default());
+        }
+        let Some(stats) = methods.get_mut(method) else {
+            return;
+        };
+        *stats.by_status.entry(status).or_default() += 1;
+        let h = &mut stats.latency;
+        h.count += 1;
+        h.sum += secs;
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                h.counts[i] += 1;
             }
         }
     }
@@ -80,13 +95,17 @@ impl Metrics {
             "# HELP opshub_http_requests_total HTTP requests answered."
         );
         let _ = writeln!(out, "# TYPE opshub_http_requests_total counter");
-        if let Ok(m) = self.requests.lock() {
-            for ((method, route, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "opshub_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-                    escape(route)
-                );
+        if let Ok(routes) = self.routes.lock() {
+            for (route, methods) in routes.iter() {
+                for (method, stats) in methods {
+                    for (status, n) in &stats.by_status {
+                        let _ = writeln!(
+                            out,
+                            "opshub_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                            escape(route)
+                        );
+                    }
+                }
             }
         }
         self.render_latency(&mut out);
@@ -99,8 +118,13 @@ impl Metrics {
             "# HELP opshub_http_request_duration_seconds Time to answer HTTP requests."
         );
         let _ = writeln!(out, "# TYPE opshub_http_request_duration_seconds histogram");
-        let Ok(m) = self.latency.lock() else { return };
-        for ((method, route), h) in m.iter() {
+        let Ok(routes) = self.routes.lock() else {
+            return;
+        };
+        let all = routes
+            .iter()
+            .flat_map(|(route, methods)| methods.iter().map(move |(m, s)| (m, route, &s.latency)));
+        for (method, route, h) in all {
             let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
             for (le, n) in BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(

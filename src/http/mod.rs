@@ -105,8 +105,10 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     let id = match req.headers().get(REQUEST_ID) {
         Some(v) => v.clone(),
         None => {
-            let made = HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("-"));
+            let mut buf = uuid::Uuid::encode_buffer();
+            let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+            let made =
+                HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("-"));
             req.headers_mut().insert(REQUEST_ID, made.clone());
             req.extensions_mut().insert(GeneratedRequestId);
             made
@@ -187,14 +189,11 @@ async fn record_metrics(State(app): State<AppState>, req: Request, next: Next) -
     let start = Instant::now();
     let method = req.method().clone();
     // The route template, not the concrete path, so ids do not explode the label set.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let resp = next.run(req).await;
     app.metrics.observe_request(
         method.as_str(),
-        &route,
+        route.as_ref().map_or("unmatched", |m| m.as_str()),
         resp.status().as_u16(),
         start.elapsed(),
     );
