@@ -31,7 +31,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 fn api_v1() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(crate::tokens::api::routes())
-        .nest("/kv", crate::kv::api::routes())
+        // Flat, not nested under /kv: a nest costs a prefix strip and service clones on
+        // every request, and the cached KV read is the hottest route.
+        .merge(crate::kv::api::routes())
         .merge(crate::webhooks::api::routes())
         .merge(crate::migrations::api::routes())
         .merge(crate::procedures::api::routes())
