@@ -99,10 +99,13 @@ pub async fn bootstrap(db: &Db, supplied: Option<&str>) -> anyhow::Result<Option
             "OPSHUB_ADMIN_TOKEN must be at least {} characters",
             model::MIN_SUPPLIED_LEN
         );
-        if store::find_by_hash(db, &model::hash(text)).await?.is_none() {
-            insert_token(db, "admin (OPSHUB_ADMIN_TOKEN)", Scope::Admin, text)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot store OPSHUB_ADMIN_TOKEN: {e}"))?;
+        let hash = model::hash(text);
+        if store::find_by_hash(db, &hash).await?.is_none()
+            && let Err(e) = insert_token(db, "admin (OPSHUB_ADMIN_TOKEN)", Scope::Admin, text).await
+            // Several instances starting at once on a fresh database all try; one wins.
+            && store::find_by_hash(db, &hash).await?.is_none()
+        {
+            anyhow::bail!("cannot store OPSHUB_ADMIN_TOKEN: {e}");
         }
         store::claim_bootstrap(db, &time::now()).await?;
         return Ok(None);
