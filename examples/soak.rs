@@ -33,6 +33,7 @@ fn p99(mut v: Vec<u64>) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    opshub::webhooks::deliver::install_tls_provider();
     let args: Vec<String> = std::env::args().collect();
     let (base, token) = (args[1].clone(), args[2].clone());
     let pid: u32 = args[3].parse().expect("SERVER_PID");
