@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ::time::OffsetDateTime;
-use futures_util::StreamExt;
 use tokio::task::JoinSet;
 
 use super::Indexed;
@@ -76,7 +75,7 @@ pub async fn run(app: AppState) {
         // Lease in batches: when a quarter of the slots is free, or everything is.
         let free = slots - inflight.len();
         if !stopping && !idle && free > 0 && (free >= slots.div_ceil(4) || inflight.is_empty()) {
-            match lease(&app, free, &mut inflight).await {
+            match lease(&app, OffsetDateTime::now_utc(), free, &mut inflight).await {
                 Ok(n) => idle = n < free,
                 Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), "leasing deliveries failed");
@@ -116,13 +115,13 @@ fn lease_window(app: &AppState, now: OffsetDateTime) -> (String, String) {
     )
 }
 
-/// Leases up to `n` due deliveries and starts an attempt for each; how many.
+/// Leases up to `n` deliveries due at `now` and starts an attempt for each; how many.
 async fn lease(
     app: &AppState,
+    now: OffsetDateTime,
     n: usize,
     inflight: &mut JoinSet<Finished>,
 ) -> anyhow::Result<usize> {
-    let now = OffsetDateTime::now_utc();
     let (now_text, lease_until) = lease_window(app, now);
     let limit = u32::try_from(n).unwrap_or(1);
     let worker = &app.webhooks.worker_id;
@@ -158,22 +157,10 @@ async fn record_finished(
 /// One round at time `now`, as the tests drive it: lease what is due (at most one loop's
 /// slots), send it all, record. Returns how many deliveries it handled.
 pub async fn run_once(app: &AppState, now: OffsetDateTime) -> anyhow::Result<usize> {
-    let (now_text, lease_until) = lease_window(app, now);
-    let concurrency = app.config.webhook_concurrency.max(1);
-    let limit = u32::try_from(concurrency.min(BATCH)).unwrap_or(1);
-    let worker = &app.webhooks.worker_id;
-    let claimed = queue::claim(&app.db, worker, &now_text, &lease_until, limit).await?;
-    if claimed.is_empty() {
-        return Ok(0);
-    }
-    let generation = store::generation(&app.db, app.db.pool()).await?;
-    let endpoints = app.webhooks.endpoints(&app.db, generation).await?;
-    let finished: Vec<Finished> = futures_util::stream::iter(claimed)
-        .map(|c| attempt(app, &endpoints, c, now))
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let n = finished.len();
+    let slots = app.config.webhook_concurrency.clamp(1, BATCH);
+    let mut inflight = JoinSet::new();
+    let n = lease(app, now, slots, &mut inflight).await?;
+    let finished: Vec<Finished> = inflight.join_all().await;
     record_finished(app, finished, now).await?;
     Ok(n)
 }
