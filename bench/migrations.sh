@@ -48,30 +48,44 @@ time_one() {
   eval "$2" >/dev/null
   echo $(( $(now_ms) - t0 ))
 }
-measure() {
-  for _ in $(seq 1 "$REPEAT"); do time_one "$1" "$2"; done | median
-}
 
 db=opshub_bench
+lite="$work/bench.db"
 pg_setup="pg_fresh $db"
 pg_import="pg_fresh $db; opshub migrate import $work/migrations --database-url $(pg_url $db) >/dev/null"
-pg_one=$(measure "$pg_setup" "psql -q -X -1 -v ON_ERROR_STOP=1 -f $work/all.sql $(pg_url $db)")
-pg_each=$(measure "$pg_setup" "psql -q -X -v ON_ERROR_STOP=1 -f $work/commits.sql $(pg_url $db)")
-pg_up=$(measure "$pg_import" "opshub migrate up --database-url $(pg_url $db)")
-pg_dir=$(measure "$pg_setup" "opshub migrate up --dir $work/migrations --database-url $(pg_url $db)")
-pg_noop=$(measure ":" "opshub migrate up --database-url $(pg_url $db)")
-pg_hello=$(measure ":" "psql -X -q -c 'SELECT 1' $(pg_url $db)")
-psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
-
-lite="$work/bench.db"
 lite_setup="rm -f $lite $lite-wal $lite-shm $lite.key"
 lite_import="$lite_setup; opshub migrate import $work/migrations --database-url sqlite://$lite >/dev/null"
-lite_one=$(measure "$lite_setup" "{ echo 'BEGIN;'; cat $work/all.sql; echo 'COMMIT;'; } | sqlite3 -bail $lite")
-lite_each=$(measure "$lite_setup" "sqlite3 -bail $lite < $work/commits.sql")
-lite_up=$(measure "$lite_import" "opshub migrate up --database-url sqlite://$lite")
-lite_dir=$(measure "$lite_setup" "opshub migrate up --dir $work/migrations --database-url sqlite://$lite")
-lite_noop=$(measure ":" "opshub migrate up --database-url sqlite://$lite")
-lite_hello=$(measure ":" "sqlite3 $lite 'SELECT 1'")
+# name TAB setup TAB run — measured in rounds (every variant once per round) so that a drift of
+# the machine (this is a shared VM; disk latency wanders) hits floors and opshub alike.
+variants=(
+  "pg_one"$'\t'"$pg_setup"$'\t'"psql -q -X -1 -v ON_ERROR_STOP=1 -f $work/all.sql $(pg_url $db)"
+  "pg_each"$'\t'"$pg_setup"$'\t'"psql -q -X -v ON_ERROR_STOP=1 -f $work/commits.sql $(pg_url $db)"
+  "pg_up"$'\t'"$pg_import"$'\t'"opshub migrate up --database-url $(pg_url $db)"
+  "pg_noop"$'\t'":"$'\t'"opshub migrate up --database-url $(pg_url $db)"
+  "pg_dir"$'\t'"$pg_setup"$'\t'"opshub migrate up --dir $work/migrations --database-url $(pg_url $db)"
+  "pg_hello"$'\t'":"$'\t'"psql -X -q -c 'SELECT 1' $(pg_url $db)"
+  "lite_one"$'\t'"$lite_setup"$'\t'"{ echo 'BEGIN;'; cat $work/all.sql; echo 'COMMIT;'; } | sqlite3 -bail $lite"
+  "lite_each"$'\t'"$lite_setup"$'\t'"sqlite3 -bail $lite < $work/commits.sql"
+  "lite_up"$'\t'"$lite_import"$'\t'"opshub migrate up --database-url sqlite://$lite"
+  "lite_noop"$'\t'":"$'\t'"opshub migrate up --database-url sqlite://$lite"
+  "lite_dir"$'\t'"$lite_setup"$'\t'"opshub migrate up --dir $work/migrations --database-url sqlite://$lite"
+  "lite_hello"$'\t'":"$'\t'"sqlite3 $lite 'SELECT 1'"
+)
+for _ in $(seq 1 "$REPEAT"); do
+  for v in "${variants[@]}"; do
+    IFS=$'\t' read -r name setup run <<<"$v"
+    time_one "$setup" "$run" >>"$work/$name.ms"
+  done
+done
+psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+for v in "${variants[@]}"; do
+  name=${v%%$'\t'*}
+  printf -v "$name" '%s' "$(median <"$work/$name.ms")"
+done
+# Per-round ratios too: the median of up/one-tx over rounds pairs runs taken side by side.
+round_ratio() {
+  paste "$work/$1.ms" "$work/$2.ms" | awk '{print $1 / $2}' | median | xargs printf '%.2f'
+}
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 printf '%s migrations (table + index each), median of %s runs, ms wall clock\n' "$N" "$REPEAT"
@@ -81,5 +95,6 @@ printf "$row" postgres "$pg_one" "$pg_each" "$pg_up" "$pg_dir" "$pg_noop" "$pg_h
   "$(ratio "$pg_up" "$pg_one")" "$(ratio "$pg_up" "$pg_each")"
 printf "$row" sqlite "$lite_one" "$lite_each" "$lite_up" "$lite_dir" "$lite_noop" "$lite_hello" \
   "$(ratio "$lite_up" "$lite_one")" "$(ratio "$lite_up" "$lite_each")"
+echo "per-round median of up / one tx: postgres $(round_ratio pg_up pg_one), sqlite $(round_ratio lite_up lite_one); up / commit each: postgres $(round_ratio pg_up pg_each), sqlite $(round_ratio lite_up lite_each)"
 echo "client hello: psql / sqlite3 running SELECT 1 (process start + connect), for the machine's noise floor"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

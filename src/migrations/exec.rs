@@ -1,6 +1,7 @@
-//! Executes one planned migration, up or down, on the lock's connection.
+//! Executes planned migrations, up or down, on the lock's connection.
 //! - `Transaction`: script + record update + history row commit together; a failure rolls
 //!   all of it back and is then recorded (`lastError`, a failed history row) on its own.
+//!   On PostgreSQL consecutive ones share a transaction (group commit, see `pg_group`).
 //! - `MysqlTransaction`: the same, statement by statement; DDL commits implicitly on MySQL,
 //!   so a failure after a DDL statement leaves the migration dirty.
 //! - `Statements`: no transaction; progress is committed after each statement, so a failure
@@ -32,15 +33,26 @@ pub struct Exec<'a> {
 }
 
 impl Exec<'_> {
-    /// Runs `step` in `dir`. `relaxed`: more migrations follow in this run, so PostgreSQL
-    /// may skip the commit's WAL flush (the run's last commit flushes them all; each
-    /// commit stays atomic, and a crash can only lose whole trailing migrations together
-    /// with their records).
-    pub async fn run(&mut self, step: &Step, dir: Direction, relaxed: bool) -> ApiResult<Outcome> {
+    /// Runs `step` in `dir` (PostgreSQL transactions go through [`Exec::pg_group`]).
+    async fn run(&mut self, step: &Step, dir: Direction) -> ApiResult<Outcome> {
         match step.mode {
-            Mode::Transaction => self.in_transaction(step, dir, relaxed).await,
+            Mode::Transaction => self.in_transaction(step, dir).await,
             Mode::MysqlTransaction => self.mysql_transaction(step, dir).await,
             Mode::Statements => self.one_by_one(step, dir, 0).await,
+        }
+    }
+
+    /// Runs the next migration, or on PostgreSQL the next group of them
+    /// ([`Exec::pg_group`]); their outcomes in order, the last one possibly a failure.
+    pub async fn run_next(&mut self, steps: &[Step], dir: Direction) -> ApiResult<Vec<Outcome>> {
+        match steps.first() {
+            None => Ok(Vec::new()),
+            Some(step)
+                if self.db.dialect() == Dialect::Postgres && step.mode == Mode::Transaction =>
+            {
+                self.pg_group(steps, dir).await
+            }
+            Some(step) => Ok(vec![self.run(step, dir).await?]),
         }
     }
 
@@ -49,23 +61,16 @@ impl Exec<'_> {
         self.one_by_one(step, info.direction, info.completed).await
     }
 
-    async fn in_transaction(
-        &mut self,
-        step: &Step,
-        dir: Direction,
-        relaxed: bool,
-    ) -> ApiResult<Outcome> {
+    /// SQLite: script, record update and history row in one transaction, which also renews
+    /// the lease (a runner that lost it cannot commit).
+    async fn in_transaction(&mut self, step: &Step, dir: Direction) -> ApiResult<Outcome> {
         let (db, started, t0) = (self.db, time::now(), Instant::now());
         let owner = self.lock.owner().to_string();
         let mut tx = begin(db, self.lock.work().await?).await?;
         if db.dialect() == Dialect::Sqlite {
             lock::renew(db, &mut *tx, &owner).await.map_err(lost)?;
         }
-        let script = if relaxed && db.dialect() == Dialect::Postgres {
-            format!("SET LOCAL synchronous_commit = off;\n{}", step.script)
-        } else {
-            step.script.clone()
-        };
+        let script = step.script.clone();
         if let Err(e) = sqlx::raw_sql(AssertSqlSafe(script)).execute(&mut *tx).await {
             tx.rollback().await?;
             return self
@@ -76,6 +81,134 @@ impl Exec<'_> {
         record_success(db, &mut tx, step, dir, &started, ms, self.actor).await?;
         tx.commit().await?;
         Ok(Outcome::Done { ms })
+    }
+
+    /// Whether `step` may share a transaction with the migrations before it: it runs in a
+    /// transaction, and no statement controls the transaction or sets its characteristics.
+    fn groupable(step: &Step) -> bool {
+        step.mode == Mode::Transaction
+            && !step
+                .statements
+                .iter()
+                .any(|s| controls_transaction(&s.text))
+    }
+
+    /// PostgreSQL group commit. Consecutive migrations from the front of `steps` run in one
+    /// transaction, one round trip each (`BEGIN` travels with the first script); their
+    /// record updates and history rows are written together right before the `COMMIT`, so
+    /// a group commits whole, and with it each migration together with its record.
+    ///
+    /// The group commits after [`GROUP_MAX`] migrations or once it has run for
+    /// [`GROUP_TIME`] (so locks a script takes are held that much longer at most), and
+    /// before a migration that cannot share a transaction. When a script fails, the
+    /// transaction is rolled back; the migrations before it in the group run again (they
+    /// succeeded on this very state), then the failure is recorded: each migration still
+    /// applies whole or not at all, exactly once. When the `COMMIT` fails (a deferred
+    /// constraint, say), the group's migrations run again one transaction each, so the
+    /// failure lands on the migration that causes it.
+    async fn pg_group(&mut self, steps: &[Step], dir: Direction) -> ApiResult<Vec<Outcome>> {
+        let max = if Self::groupable(&steps[0]) {
+            GROUP_MAX
+        } else {
+            1
+        };
+        let since = Instant::now();
+        let mut ran: Vec<(String, Instant, i64)> = Vec::new();
+        let mut failure = None;
+        for (k, step) in steps.iter().enumerate() {
+            if k > 0 && (k == max || since.elapsed() >= GROUP_TIME || !Self::groupable(step)) {
+                break;
+            }
+            let (started, t0) = (time::now(), Instant::now());
+            let sql = if k == 0 {
+                format!("BEGIN;\n{}", step.script)
+            } else {
+                step.script.clone()
+            };
+            match self.pg_execute(sql).await? {
+                Ok(()) => ran.push((started, t0, elapsed_ms(t0))),
+                Err(error) => {
+                    failure = Some((k, started, t0, error));
+                    break;
+                }
+            }
+        }
+        if let Some((k, started, t0, error)) = failure {
+            pg_end(self.lock.work().await?, "ROLLBACK").await?;
+            let mut outcomes = Vec::new();
+            while outcomes.len() < k {
+                let again = Box::pin(self.pg_group(&steps[outcomes.len()..k], dir)).await?;
+                let stop = matches!(again.last(), Some(Outcome::Failed { .. }));
+                outcomes.extend(again);
+                if stop {
+                    // The same script failed on the second run: nothing to add.
+                    return Ok(outcomes);
+                }
+            }
+            let step = &steps[k];
+            outcomes.push(self.failed(step, dir, &started, t0, error, None).await?);
+            return Ok(outcomes);
+        }
+        let done = &steps[..ran.len()];
+        let entries: Vec<HistoryEntry> = done
+            .iter()
+            .zip(&ran)
+            .map(|(step, (started, _, ms))| {
+                history(step, dir.as_str(), started, *ms, None, self.actor)
+            })
+            .collect();
+        let mut sql = store::record_runs_pg_sql(self.db, done, &entries, dir, &time::now());
+        if done.len() < steps.len() {
+            // More follow: the run's last commit flushes the WAL for this one too.
+            sql.push_str("SET LOCAL synchronous_commit = off;\n");
+        }
+        sql.push_str("COMMIT;");
+        match self.pg_execute(sql).await? {
+            Ok(()) => Ok(ran
+                .iter()
+                .map(|(_, _, ms)| Outcome::Done { ms: *ms })
+                .collect()),
+            Err(error) if done.len() == 1 => {
+                pg_end(self.lock.work().await?, "ROLLBACK").await?;
+                let (started, t0, _) = &ran[0];
+                let failed = self
+                    .failed(&done[0], dir, started, *t0, error, None)
+                    .await?;
+                Ok(vec![failed])
+            }
+            Err(error) => {
+                pg_end(self.lock.work().await?, "ROLLBACK").await?;
+                tracing::warn!(
+                    migrations = done.len(),
+                    %error,
+                    "a group of migrations could not commit; running them one transaction each"
+                );
+                let mut outcomes = Vec::new();
+                for step in done {
+                    let again = Box::pin(self.pg_group(std::slice::from_ref(step), dir)).await?;
+                    let stop = matches!(again.last(), Some(Outcome::Failed { .. }));
+                    outcomes.extend(again);
+                    if stop {
+                        break;
+                    }
+                }
+                Ok(outcomes)
+            }
+        }
+    }
+
+    /// Runs SQL on the work connection: `Ok(Err(message))` when the database refused it,
+    /// `Err` when the connection itself failed.
+    async fn pg_execute(&mut self, sql: String) -> ApiResult<Result<(), String>> {
+        let conn = self.lock.work().await?;
+        match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **conn).await {
+            Ok(_) => Ok(Ok(())),
+            Err(sqlx::Error::Database(e)) => Ok(Err(e.to_string())),
+            Err(e) => {
+                conn.close_on_drop();
+                Err(e.into())
+            }
+        }
     }
 
     async fn mysql_transaction(&mut self, step: &Step, dir: Direction) -> ApiResult<Outcome> {
@@ -262,6 +395,22 @@ pub fn completed_checksum(done: &[Statement]) -> String {
     split::checksum(&joined.join("\n;\n"))
 }
 
+/// Most migrations one PostgreSQL group commit takes: with one subtransaction each, 64
+/// stay within the backend's subtransaction cache (no overflow slowing other sessions).
+const GROUP_MAX: usize = 64;
+/// A group commits once it has run this long, so it never holds a script's locks for long.
+const GROUP_TIME: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Whether a PostgreSQL statement controls the transaction (rejected when a migration is
+/// saved, checked again here) or sets its characteristics, which only works as the first
+/// thing in a transaction: such a migration must have a transaction of its own.
+fn controls_transaction(stmt: &str) -> bool {
+    let mut words = stmt.split_ascii_whitespace().map(str::to_ascii_uppercase);
+    split::is_transaction_control(stmt)
+        || (words.next().as_deref() == Some("SET")
+            && matches!(words.next().as_deref(), Some("TRANSACTION" | "SESSION")))
+}
+
 /// Whether a MySQL statement may commit implicitly: everything but plain DML.
 fn commits_implicitly(stmt: &str) -> bool {
     let word: String = stmt
@@ -276,6 +425,19 @@ fn commits_implicitly(stmt: &str) -> bool {
     )
 }
 
+/// Ends a transaction opened by hand on PostgreSQL. When even that fails the connection
+/// is closed rather than returned to the pool inside an open transaction.
+async fn pg_end(conn: &mut sqlx::pool::PoolConnection<Any>, how: &str) -> ApiResult<()> {
+    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(how.to_string()))
+        .execute(&mut **conn)
+        .await
+    {
+        conn.close_on_drop();
+        return Err(e.into());
+    }
+    Ok(())
+}
+
 fn elapsed_ms(t0: Instant) -> i64 {
     i64::try_from(t0.elapsed().as_millis()).unwrap_or(i64::MAX)
 }
@@ -287,6 +449,33 @@ fn lost(e: lock::LockError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transaction_control_keeps_a_migration_out_of_a_group() {
+        for s in [
+            "BEGIN",
+            "begin transaction",
+            "START TRANSACTION",
+            "COMMIT",
+            "end",
+            "ROLLBACK",
+            "SAVEPOINT a",
+            "release savepoint a",
+            "PREPARE TRANSACTION 'x'",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        ] {
+            assert!(controls_transaction(s), "{s}");
+        }
+        for s in [
+            "CREATE TABLE t (a int)",
+            "SET search_path = x",
+            "DO $$ BEGIN PERFORM 1; END $$",
+            "ENDPOINT",
+            "INSERT INTO begin_log VALUES (1)",
+        ] {
+            assert!(!controls_transaction(s), "{s}");
+        }
+    }
 
     #[test]
     fn only_plain_dml_is_free_of_implicit_commits_on_mysql() {

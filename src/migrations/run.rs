@@ -127,26 +127,30 @@ impl Runner {
             lock,
             actor: &self.actor,
         };
-        for (i, step) in steps.iter().enumerate() {
-            let relaxed = i + 1 < steps.len();
-            let migration = MigrationRef::from(&step.migration);
-            match exec.run(step, dir, relaxed).await? {
-                Outcome::Done { ms } => report.applied.push(Applied {
-                    migration,
-                    duration_ms: ms,
-                }),
-                Outcome::Failed { error, dirty } => {
-                    tracing::warn!(migration = %migration.name, %error, dirty, "migration failed");
-                    report.failed = Some(Failed {
+        let mut i = 0;
+        while i < steps.len() {
+            let outcomes = exec.run_next(&steps[i..], dir).await?;
+            for outcome in outcomes {
+                let migration = MigrationRef::from(&steps[i].migration);
+                i += 1;
+                match outcome {
+                    Outcome::Done { ms } => report.applied.push(Applied {
                         migration,
-                        error,
-                        dirty,
-                    });
-                    report.not_attempted = steps[i + 1..]
-                        .iter()
-                        .map(|s| MigrationRef::from(&s.migration))
-                        .collect();
-                    break;
+                        duration_ms: ms,
+                    }),
+                    Outcome::Failed { error, dirty } => {
+                        tracing::warn!(migration = %migration.name, %error, dirty, "migration failed");
+                        report.failed = Some(Failed {
+                            migration,
+                            error,
+                            dirty,
+                        });
+                        report.not_attempted = steps[i..]
+                            .iter()
+                            .map(|s| MigrationRef::from(&s.migration))
+                            .collect();
+                        return Ok(report);
+                    }
                 }
             }
         }

@@ -4,7 +4,9 @@
 
 use sqlx::{Any, Executor, Row};
 
-use super::model::{DirtyInfo, HistoryEntry, Migration};
+use super::model::{Direction, DirtyInfo, HistoryEntry, Migration};
+use super::plan::Step;
+use super::source::split;
 use crate::db::{AnyRow, Db, flag};
 
 const COLUMNS: &str = "id, name, version, execution_order, description, up_script, down_script, \
@@ -170,6 +172,83 @@ pub async fn mark_executed<'e>(
     .execute(ex)
     .await
     .map(|_| ())
+}
+
+/// PostgreSQL only: the bookkeeping of a group of successful runs as one statement, sent
+/// with the group's `COMMIT`: each record updated (up: executed, with the applied scripts;
+/// down: not executed) and each history row appended. Values are literals (`E'…'` strings
+/// escape both `\\` and `'`, whatever `standard_conforming_strings` says), cast so that a
+/// column of NULLs still has its type. Returns the SQL, ending in `;` and a newline.
+pub fn record_runs_pg_sql(
+    db: &Db,
+    steps: &[Step],
+    entries: &[HistoryEntry],
+    dir: Direction,
+    at: &str,
+) -> String {
+    let up = dir == Direction::Up;
+    let text = |v: Option<&str>| v.map_or_else(|| "NULL::text".to_string(), pg_literal);
+    let at = pg_literal(at);
+    let mut values = Vec::with_capacity(steps.len());
+    let mut rows = Vec::with_capacity(steps.len());
+    for (step, h) in steps.iter().zip(entries) {
+        let m = &step.migration;
+        let sum = up.then(|| split::checksum(&m.up_script));
+        values.push(format!(
+            "({id}, {executed_at}, {checksum}, {ms}::bigint, {applied_up}, {applied_down})",
+            id = pg_literal(&m.id),
+            executed_at = if up { at.clone() } else { text(None) },
+            checksum = text(sum.as_deref()),
+            ms = if up {
+                h.duration_ms.to_string()
+            } else {
+                "NULL".into()
+            },
+            applied_up = text(up.then_some(m.up_script.as_str())),
+            applied_down = text(if up { m.down_script.as_deref() } else { None }),
+        ));
+        rows.push(format!(
+            "({}, {}, {}, {}, {}, 1, NULL, {}, {}, {})",
+            pg_literal(&h.id),
+            pg_literal(&h.migration_id),
+            pg_literal(&h.migration_name),
+            pg_literal(&h.version),
+            pg_literal(&h.direction),
+            h.duration_ms,
+            pg_literal(&h.started_at),
+            pg_literal(&h.actor),
+        ));
+    }
+    let sql = format!(
+        "WITH done AS (UPDATE opshub_migrations AS m SET is_executed = {flag},
+             executed_at = v.executed_at, checksum = v.checksum, execution_ms = v.ms,
+             last_error = NULL, applied_up = v.applied_up, applied_down = v.applied_down,
+             dirty = 0, dirty_info = NULL, updated_at = {at}
+           FROM (VALUES {values}) AS v (id, executed_at, checksum, ms, applied_up, applied_down)
+           WHERE m.id = v.id)
+         INSERT INTO opshub_migration_history (id, migration_id, migration_name, version,
+             direction, success, error, duration_ms, started_at, actor)
+         VALUES {rows};\n",
+        flag = flag(up),
+        values = values.join(",\n"),
+        rows = rows.join(",\n"),
+    );
+    // The rewrite qualifies the table names; it leaves quoted text (the literals) alone.
+    db.sql_dynamic(&sql).0
+}
+
+/// A PostgreSQL escape-string literal: `E'…'` with `\\` and `'` doubled.
+fn pg_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    out.push_str("E'");
+    for c in s.chars() {
+        if c == '\\' || c == '\'' {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
 }
 
 /// Marks a migration not executed (after a rollback, or `resolve --rolled-back`).

@@ -124,11 +124,13 @@ pub async fn upgrade(db: &Db) -> Result<(), SchemaError> {
     drop(conn);
     // Returning a connection to the pool is a spawned task; a query issued before it lands
     // opens a second connection (a PostgreSQL handshake, ~5-10 ms, on every CLI run).
-    for _ in 0..1000 {
+    // The return waits for the server's ready message (a round trip), so poll for up to
+    // 10 ms: far less than a handshake.
+    for _ in 0..100 {
         if db.pool().num_idle() > 0 {
             break;
         }
-        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_micros(100)).await;
     }
     result
 }

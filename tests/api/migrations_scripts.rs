@@ -264,3 +264,123 @@ async fn failed_concurrent_index_reports_the_invalid_index_it_left() {
         "{msg}"
     );
 }
+
+/// PostgreSQL sends `BEGIN`, the script, the record statement and `COMMIT` as one query:
+/// quotes and backslashes in names and scripts survive as literals, a script ending in a
+/// comment without a newline still records, and a failure at `COMMIT` (a deferred
+/// constraint) rolls back the script and is recorded like any other failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_one_query_run_keeps_quotes_comments_and_commit_failures() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let up = "CREATE TABLE bs (v TEXT);\nINSERT INTO bs VALUES (E'a\\\\b''c') -- it's \\ done";
+    let down = "DROP TABLE bs -- it's \\ gone";
+    let name = "it's a \\ name";
+    let m = crate::migrations::create(&app, name, "1", up, Some(down)).await;
+    run(&app, json!({})).await.assert_status(200);
+    let v: String = sqlx::query("SELECT v FROM bs")
+        .fetch_one(app.state.db.pool())
+        .await
+        .expect("row")
+        .try_get("v")
+        .expect("v");
+    assert_eq!(v, "a\\b'c");
+    let id = m["id"].as_str().expect("id");
+    let got = app.get(&format!("/api/v1/migrations/{id}")).await.json;
+    assert_eq!(got["isExecuted"], true, "{got}");
+    assert_eq!(got["name"], name);
+    let history = app
+        .get(&format!("/api/v1/migrations/history?migrationId={id}"))
+        .await
+        .json;
+    assert_eq!(history["items"][0]["migrationName"], name, "{history}");
+    assert_eq!(history["items"][0]["success"], true);
+    assert!(history["items"][0]["durationMs"].as_i64() >= Some(0));
+    // The down script stored with the run is the one that rolls back.
+    app.post("/api/v1/migrations/rollback", json!({}))
+        .await
+        .assert_status(200);
+    assert!(!table_exists(&app, "bs").await);
+
+    let deferred = "CREATE TABLE dp (id INT PRIMARY KEY);\n\
+        CREATE TABLE dc (pid INT REFERENCES dp (id) DEFERRABLE INITIALLY DEFERRED);\n\
+        INSERT INTO dc VALUES (1);";
+    let bad = crate::migrations::create(&app, "deferred", "2", deferred, None).await;
+    // The first migration applies again, then the second fails at COMMIT.
+    let failed = run(&app, json!({})).await;
+    failed.assert_error(422, "migration_failed");
+    assert!(table_exists(&app, "bs").await);
+    assert!(
+        !table_exists(&app, "dp").await,
+        "the script was rolled back"
+    );
+    let bad_id = bad["id"].as_str().expect("id");
+    let got = app.get(&format!("/api/v1/migrations/{bad_id}")).await.json;
+    assert_eq!(got["isExecuted"], false);
+    assert!(
+        got["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("foreign key")),
+        "{got}"
+    );
+    // Nothing is left half-open: the fixed migration runs.
+    patch_script(&app, bad_id).await;
+    let again = run(&app, json!({})).await;
+    again.assert_status(200);
+    assert_eq!(again.json["applied"].as_array().map(Vec::len), Some(1));
+    assert!(table_exists(&app, "dp").await);
+}
+
+async fn patch_script(app: &TestApp, id: &str) {
+    patch(
+        app,
+        id,
+        json!({"upScript": "CREATE TABLE dp (id INT PRIMARY KEY);"}),
+    )
+    .await
+    .assert_status(200);
+}
+
+/// PostgreSQL runs migrations in groups that share a transaction (a savepoint each): a
+/// failure in the middle of the second group keeps every migration before it, applied and
+/// recorded, and rolls back only the failing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_group_commit_keeps_what_ran_before_a_failure() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    for i in 1..=100 {
+        let up = if i == 70 {
+            "CREATE TABLE g70 (a INT);\nINSERT INTO missing_table VALUES (1);".to_string()
+        } else {
+            format!("CREATE TABLE g{i} (a INT);\nCREATE INDEX g{i}_a ON g{i} (a);")
+        };
+        crate::migrations::create(&app, &format!("g{i}"), &i.to_string(), &up, None).await;
+    }
+    let r = run(&app, json!({})).await;
+    r.assert_error(422, "migration_failed");
+    let details = &r.json["error"]["details"];
+    assert_eq!(details["applied"].as_array().map(Vec::len), Some(69));
+    assert_eq!(details["failed"]["name"], "g70");
+    assert_eq!(details["notAttempted"].as_array().map(Vec::len), Some(30));
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name ~ '^g[0-9]+$' \
+         AND table_schema = current_schema()",
+    )
+    .fetch_one(app.state.db.pool())
+    .await
+    .expect("count");
+    assert_eq!(tables, 69, "g70 was rolled back, g1..g69 committed");
+    let executed = app.get("/api/v1/migrations?limit=200").await.json;
+    let items = executed["items"].as_array().expect("items");
+    let done = items.iter().filter(|m| m["isExecuted"] == true).count();
+    assert_eq!(done, 69, "records match the schema");
+    let g70 = items.iter().find(|m| m["name"] == "g70").expect("g70");
+    assert!(
+        g70["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("missing_table")),
+        "{g70}"
+    );
+}
