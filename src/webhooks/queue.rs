@@ -28,6 +28,9 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     // The row locks are a dialect matter: PostgreSQL and MySQL skip rows another worker is
     // claiming; SQLite has one writer at a time (BEGIN IMMEDIATE) and needs no row lock.
+    if db.dialect() == Dialect::Postgres {
+        return claim_pg(db, worker, now, lease_until, limit).await;
+    }
     let lock = match db.dialect() {
         Dialect::Postgres | Dialect::Mysql => " FOR UPDATE SKIP LOCKED",
         Dialect::Sqlite => "",
@@ -74,17 +77,51 @@ pub async fn claim(
         rows.extend(q.fetch_all(&mut *tx).await?);
     }
     tx.commit().await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Claimed {
-                id: r.try_get("id")?,
-                attempts: r.try_get("attempts")?,
-                event_id: r.try_get("event_id")?,
-                webhook_id: r.try_get("webhook_id")?,
-                body: r.try_get("body")?,
-            })
-        })
+    rows.iter().map(claimed_from_row).collect()
+}
+
+/// PostgreSQL: the same claim as one statement (one round trip, its own transaction): lock
+/// due rows skipping those another worker holds, lease them, and return them with their
+/// event bodies.
+async fn claim_pg(
+    db: &Db,
+    worker: &str,
+    now: &str,
+    lease_until: &str,
+    limit: u32,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let sql = db.sql(
+        "WITH due AS (
+             SELECT id FROM opshub_deliveries WHERE status = 'pending' AND next_attempt_at <= ?
+             AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at
+             LIMIT ? FOR UPDATE SKIP LOCKED),
+         leased AS (
+             UPDATE opshub_deliveries d SET lease_until = ?, leased_by = ? FROM due
+             WHERE d.id = due.id RETURNING d.id, d.attempts, d.event_id, d.webhook_id)
+         SELECT l.id, l.attempts, l.event_id, l.webhook_id, e.body
+         FROM leased l JOIN opshub_events e ON e.id = l.event_id",
+    );
+    sqlx::query(sql)
+        .bind(now)
+        .bind(now)
+        .bind(i64::from(limit))
+        .bind(lease_until)
+        .bind(worker)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(claimed_from_row)
         .collect()
+}
+
+fn claimed_from_row(r: &AnyRow) -> Result<Claimed, sqlx::Error> {
+    Ok(Claimed {
+        id: r.try_get("id")?,
+        attempts: r.try_get("attempts")?,
+        event_id: r.try_get("event_id")?,
+        webhook_id: r.try_get("webhook_id")?,
+        body: r.try_get("body")?,
+    })
 }
 
 /// What one attempt changes: the delivery's new state and the attempt's log row.
@@ -111,6 +148,9 @@ pub async fn record(
     records: &[AttemptRecord],
     now: &str,
 ) -> Result<(), sqlx::Error> {
+    if db.dialect() == Dialect::Postgres {
+        return record_pg(db, worker, records, now).await;
+    }
     let mut tx = db.begin_write().await?;
     for chunk in crate::db::pow2_chunks(records, 128) {
         let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
@@ -176,6 +216,59 @@ pub async fn record(
         }
     }
     tx.commit().await
+}
+
+/// PostgreSQL: each chunk of outcomes is ONE statement (its own transaction, one round
+/// trip): the attempt rows are inserted and the deliveries updated from a VALUES list.
+async fn record_pg(
+    db: &Db,
+    worker: &str,
+    records: &[AttemptRecord],
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    for chunk in crate::db::pow2_chunks(records, 128) {
+        let attempts = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let outcomes = vec!["(?, ?, ?::bigint, ?, ?::bigint, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "WITH logged AS (
+                 INSERT INTO opshub_delivery_attempts (id, delivery_id, attempt, started_at,
+                     duration_ms, status_code, response_headers, response_body, error, worker)
+                 VALUES {attempts}),
+             v (id, status, attempts, next_at, last_status, last_error, delivered_at) AS (
+                 VALUES {outcomes})
+             UPDATE opshub_deliveries d SET status = v.status, attempts = v.attempts,
+                 next_attempt_at = v.next_at, lease_until = NULL, leased_by = NULL,
+                 last_status = v.last_status, last_error = v.last_error, updated_at = ?,
+                 delivered_at = v.delivered_at
+             FROM v WHERE d.id = v.id"
+        );
+        let mut q = sqlx::query(db.sql_dynamic(&sql));
+        for r in chunk {
+            q = q
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(r.delivery_id.clone())
+                .bind(r.attempt)
+                .bind(r.started_at.clone())
+                .bind(r.duration_ms)
+                .bind(r.status_code)
+                .bind(r.response_headers.clone())
+                .bind(r.response_body.clone())
+                .bind(r.error.clone())
+                .bind(worker);
+        }
+        for r in chunk {
+            q = q
+                .bind(r.delivery_id.clone())
+                .bind(r.new_status)
+                .bind(r.attempt)
+                .bind(r.next_attempt_at.clone())
+                .bind(r.status_code)
+                .bind(r.error.clone())
+                .bind(r.delivered_at.clone());
+        }
+        q.bind(now).execute(db.pool()).await?;
+    }
+    Ok(())
 }
 
 const DELIVERY_COLUMNS: &str = "d.id, d.event_id, e.type AS event_type, d.webhook_id, d.status, d.attempts, \
