@@ -2,10 +2,9 @@
 //! follows SPEC §2: token management needs admin, other writes need write, reads need read.
 //! Routes needing more (secret reveal) check [`Caller`] in their handler.
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
@@ -54,7 +53,15 @@ fn needed_scope(method: &Method, path: &str) -> Scope {
     }
 }
 
-pub async fn require_token(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+/// Whether `path` is behind a bearer token: the whole API and the metrics. A route added
+/// under `/api/v1` is protected without anyone remembering to.
+pub fn needs_token(path: &str) -> bool {
+    path == "/metrics" || path == "/api/v1" || path.starts_with("/api/v1/")
+}
+
+/// The token `req` presents, and the scope its route and method need: what
+/// [`authorize`] takes (read before any await, as a request is not `Sync`).
+pub fn credentials(req: &Request) -> (Option<String>, Scope) {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -63,23 +70,34 @@ pub async fn require_token(State(app): State<AppState>, mut req: Request, next: 
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(str::trim);
-    let Some(presented) = presented.filter(|t| !t.is_empty()) else {
-        return challenge(ApiError::Unauthorized(
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    (presented, needed_scope(req.method(), req.uri().path()))
+}
+
+/// The caller presenting `presented`, allowed `needed`; or the response refusing it (401
+/// with a challenge, or 403).
+pub async fn authorize(
+    app: &AppState,
+    presented: Option<&str>,
+    needed: Scope,
+) -> Result<Caller, Response> {
+    let Some(presented) = presented else {
+        return Err(challenge(ApiError::Unauthorized(
             "a bearer token is required: send Authorization: Bearer <token>".into(),
-        ));
+        )));
     };
     let token = match app.auth.authenticate(&app.db, presented).await {
         Ok(t) => t,
-        Err(e @ ApiError::Unauthorized(_)) => return challenge(e),
-        Err(e) => return e.into_response(),
+        Err(e @ ApiError::Unauthorized(_)) => return Err(challenge(e)),
+        Err(e) => return Err(e.into_response()),
     };
     let caller = Caller(token);
-    if let Err(e) = caller.require(needed_scope(req.method(), req.uri().path())) {
-        return e.into_response();
-    }
-    req.extensions_mut().insert(caller);
-    next.run(req).await
+    caller
+        .require(needed)
+        .map_err(IntoResponse::into_response)?;
+    Ok(caller)
 }
 
 fn challenge(e: ApiError) -> Response {
@@ -102,5 +120,24 @@ mod tests {
         assert_eq!(needed_scope(&Method::DELETE, "/api/v1/kv/x"), Scope::Write);
         assert_eq!(needed_scope(&Method::GET, "/api/v1/kv/x"), Scope::Read);
         assert_eq!(needed_scope(&Method::GET, "/metrics"), Scope::Read);
+    }
+
+    #[test]
+    fn the_api_and_metrics_need_a_token_nothing_else_does() {
+        for p in ["/api/v1", "/api/v1/kv/x", "/api/v1/unknown", "/metrics"] {
+            assert!(needs_token(p), "{p}");
+        }
+        for p in [
+            "/healthz",
+            "/readyz",
+            "/api/openapi.json",
+            "/docs",
+            "/ingest/s",
+            "/console",
+            "/api/v1x",
+            "/metricsx",
+        ] {
+            assert!(!needs_token(p), "{p}");
+        }
     }
 }

@@ -27,12 +27,12 @@ pub use extract::{ApiJson, ApiPath, ApiQuery};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The authenticated `/api/v1` routes of every module.
+/// The authenticated `/api/v1` routes of every module. Each route names its full path and
+/// the routers are merged flat: a `nest` costs a prefix strip and boxed-service clones on
+/// every request, and the cached KV read is the hottest route.
 fn api_v1() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(crate::tokens::api::routes())
-        // Flat, not nested under /kv: a nest costs a prefix strip and service clones on
-        // every request, and the cached KV read is the hottest route.
         .merge(crate::kv::api::routes())
         .merge(crate::webhooks::api::routes())
         .merge(crate::migrations::api::routes())
@@ -43,7 +43,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
 /// The whole application router, plus its OpenAPI document.
 pub fn router(app: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let (authed, mut openapi) = OpenApiRouter::with_openapi(doc::base())
-        .nest("/api/v1", api_v1())
+        .merge(api_v1())
         .merge(meta::authed_routes())
         .split_for_parts();
     let (public, public_doc) = meta::public_routes().split_for_parts();
@@ -51,10 +51,6 @@ pub fn router(app: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let (ingest, ingest_doc) = crate::webhook_log::api::public_routes();
     openapi.merge(ingest_doc);
     doc::document_errors(&mut openapi);
-    let authed = authed.layer(middleware::from_fn_with_state(
-        app.clone(),
-        auth::require_token,
-    ));
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/openapi.json", openapi.clone());
     let router = Router::new()
         .merge(authed)
@@ -66,7 +62,8 @@ pub fn router(app: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .with_state(app.clone());
     let timeout = Duration::from_secs(app.config.request_timeout_secs);
     let router = router
-        .layer(middleware::from_fn(json_errors))
+        // Innermost: authentication (by path, see `auth::needs_token`), then the error shape.
+        .layer(middleware::from_fn_with_state(app.clone(), gate))
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -140,9 +137,21 @@ async fn not_found(req: Request) -> Response {
     (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
 
-/// Rewrites any non-JSON error response (axum's 405, layer rejections) into SPEC's shape.
-/// HTML is left alone: only the console renders it, as pages meant for a browser.
-async fn json_errors(req: Request, next: Next) -> Response {
+/// The innermost layer of every route. It authenticates `/api/v1/*` and `/metrics`
+/// ([`auth::authorize`]; one layer for both jobs, since each `from_fn` layer costs a
+/// boxed-service clone per request), and rewrites any non-JSON error response (axum's 405,
+/// layer rejections) into SPEC's shape. HTML is left alone: only the console renders it,
+/// as pages meant for a browser.
+async fn gate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    if auth::needs_token(req.uri().path()) {
+        let (presented, needed) = auth::credentials(&req);
+        match auth::authorize(&app, presented.as_deref(), needed).await {
+            Ok(caller) => {
+                req.extensions_mut().insert(caller);
+            }
+            Err(denied) => return denied,
+        }
+    }
     let method = req.method().clone();
     let resp = next.run(req).await;
     let status = resp.status();

@@ -52,7 +52,7 @@ pub struct ListQuery {
 }
 
 /// List keys by prefix (inactive ones included; secrets masked).
-#[utoipa::path(get, path = "/kv", tag = "kv", params(ListQuery), responses((status = 200, body = Page<EntryView>)))]
+#[utoipa::path(get, path = "/api/v1/kv", tag = "kv", params(ListQuery), responses((status = 200, body = Page<EntryView>)))]
 async fn list(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -75,7 +75,7 @@ pub struct GetQuery {
 
 /// Get a key's typed value. 404 `key_not_found` or `key_inactive`; `X-Cache` says
 /// hit, miss or bypass; `ETag` is the version.
-#[utoipa::path(get, path = "/kv/{key}", tag = "kv", params(("key" = String, Path), GetQuery),
+#[utoipa::path(get, path = "/api/v1/kv/{key}", tag = "kv", params(("key" = String, Path), GetQuery),
     responses((status = 200, body = EntryView), (status = 304, description = "If-None-Match matched"),
         (status = 404, description = "key_not_found or key_inactive")))]
 async fn get(
@@ -171,7 +171,7 @@ fn written(view: EntryView, status: StatusCode) -> ApiResult<Response> {
 
 /// Write a new version. `If-Match: "v7"` makes it compare-and-set (412 with the current
 /// version on mismatch); `If-None-Match: *` creates only.
-#[utoipa::path(put, path = "/kv/{key}", tag = "kv", params(("key" = String, Path)), request_body = PutRequest,
+#[utoipa::path(put, path = "/api/v1/kv/{key}", tag = "kv", params(("key" = String, Path)), request_body = PutRequest,
     responses((status = 200, body = EntryView), (status = 201, body = EntryView, description = "the key was created (version 1)"),
         (status = 412, description = "version mismatch"),
         (status = 422, description = "value does not parse as its type")))]
@@ -193,7 +193,7 @@ async fn put(
 }
 
 /// Delete a key (history is kept; a re-created key continues its version numbers).
-#[utoipa::path(delete, path = "/kv/{key}", tag = "kv", params(("key" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/kv/{key}", tag = "kv", params(("key" = String, Path)),
     responses((status = 200, body = EntryView), (status = 404, description = "key_not_found"),
         (status = 412, description = "If-Match names another version")))]
 async fn delete(
@@ -207,7 +207,7 @@ async fn delete(
 }
 
 /// Every version of a key, newest first (secrets masked).
-#[utoipa::path(get, path = "/kv/{key}/history", tag = "kv", params(("key" = String, Path), PageQuery),
+#[utoipa::path(get, path = "/api/v1/kv/{key}/history", tag = "kv", params(("key" = String, Path), PageQuery),
     responses((status = 200, body = Page<HistoryView>)))]
 async fn history(
     State(app): State<AppState>,
@@ -218,7 +218,7 @@ async fn history(
 }
 
 /// Make an earlier version current again (as a new version).
-#[utoipa::path(post, path = "/kv/{key}/rollback", tag = "kv", params(("key" = String, Path)), request_body = RollbackRequest,
+#[utoipa::path(post, path = "/api/v1/kv/{key}/rollback", tag = "kv", params(("key" = String, Path)), request_body = RollbackRequest,
     responses((status = 200, body = EntryView), (status = 404, description = "unknown key or version"),
         (status = 412, description = "If-Match names another version")))]
 async fn rollback(
@@ -248,7 +248,7 @@ pub struct ChangesQuery {
 
 /// Server-sent events, one `change` event per write (`id` = revision; data: key, version,
 /// op, type, isActive, never the value). Reconnect with `Last-Event-ID` to miss nothing.
-#[utoipa::path(get, path = "/kv/changes", tag = "kv", params(ChangesQuery),
+#[utoipa::path(get, path = "/api/v1/kv/changes", tag = "kv", params(ChangesQuery),
     responses((status = 200, content_type = "text/event-stream", body = String)))]
 async fn changes(
     State(app): State<AppState>,
@@ -341,7 +341,7 @@ pub struct ExportQuery {
 }
 
 /// Export live keys as one JSON document (secrets as ciphertext or omitted).
-#[utoipa::path(get, path = "/kv/_export", tag = "kv", params(ExportQuery), responses((status = 200, body = ExportDoc)))]
+#[utoipa::path(get, path = "/api/v1/kv/_export", tag = "kv", params(ExportQuery), responses((status = 200, body = ExportDoc)))]
 async fn export(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<ExportQuery>,
@@ -359,7 +359,7 @@ pub struct ImportQuery {
 }
 
 /// Import a document: all entries or none (422 listing every problem).
-#[utoipa::path(post, path = "/kv/_import", tag = "kv", params(ImportQuery), request_body = ExportDoc,
+#[utoipa::path(post, path = "/api/v1/kv/_import", tag = "kv", params(ImportQuery), request_body = ExportDoc,
     responses((status = 200, body = ImportReport),
         (status = 422, description = "import_invalid (details: the ImportReport) or invalid_document")))]
 async fn import(

@@ -67,7 +67,7 @@ fn report_or_error(report: RunReport) -> ApiResult<Json<RunReport>> {
 }
 
 /// List migrations in natural order (version, executionOrder, name).
-#[utoipa::path(get, path = "/migrations", tag = "migrations", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/migrations", tag = "migrations", params(PageQuery),
     responses((status = 200, body = Page<Migration>)))]
 async fn list(
     State(app): State<AppState>,
@@ -77,7 +77,7 @@ async fn list(
 }
 
 /// Create a migration (inactive unless `isActive` is true).
-#[utoipa::path(post, path = "/migrations", tag = "migrations", request_body = NewMigration,
+#[utoipa::path(post, path = "/api/v1/migrations", tag = "migrations", request_body = NewMigration,
     responses((status = 201, body = Migration), (status = 409, description = "duplicate name"),
         (status = 422, description = "empty or unsplittable script, bad version")))]
 async fn create(
@@ -91,7 +91,7 @@ async fn create(
 }
 
 /// One migration.
-#[utoipa::path(get, path = "/migrations/{id}", tag = "migrations", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/migrations/{id}", tag = "migrations", params(("id" = String, Path)),
     responses((status = 200, body = Migration), (status = 404, description = "unknown id")))]
 async fn get(
     State(app): State<AppState>,
@@ -102,7 +102,7 @@ async fn get(
 
 /// Update a migration (activate it with `{"isActive": true}`). Scripts of an executed
 /// migration are frozen: 409 `migration_executed`.
-#[utoipa::path(patch, path = "/migrations/{id}", tag = "migrations", params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/api/v1/migrations/{id}", tag = "migrations", params(("id" = String, Path)),
     request_body = MigrationPatch,
     responses((status = 200, body = Migration), (status = 404, description = "unknown id"),
         (status = 409, description = "migration_executed or duplicate_name")))]
@@ -115,7 +115,7 @@ async fn update(
 }
 
 /// Delete a migration that is not executed.
-#[utoipa::path(delete, path = "/migrations/{id}", tag = "migrations", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/migrations/{id}", tag = "migrations", params(("id" = String, Path)),
     responses((status = 200, body = Migration), (status = 404, description = "unknown id"),
         (status = 409, description = "migration_executed")))]
 async fn delete(
@@ -126,7 +126,7 @@ async fn delete(
 }
 
 /// Run pending migrations under the lock; `dryRun` returns the plan with its SQL.
-#[utoipa::path(post, path = "/migrations/run", tag = "migrations", request_body = RunOptions,
+#[utoipa::path(post, path = "/api/v1/migrations/run", tag = "migrations", request_body = RunOptions,
     responses((status = 200, body = RunReport),
         (status = 409, description = "locked, dirty or out_of_order"),
         (status = 422, description = "migration_failed (details: the report) or invalid_script")))]
@@ -140,7 +140,7 @@ async fn run(
 }
 
 /// Roll back executed migrations, newest first, with the down scripts stored at apply.
-#[utoipa::path(post, path = "/migrations/rollback", tag = "migrations", request_body = RollbackOptions,
+#[utoipa::path(post, path = "/api/v1/migrations/rollback", tag = "migrations", request_body = RollbackOptions,
     responses((status = 200, body = RunReport),
         (status = 409, description = "locked, dirty, no_down_script or nothing_to_roll_back"),
         (status = 422, description = "migration_failed")))]
@@ -154,14 +154,14 @@ async fn rollback(
 }
 
 /// Every migration's state with counts.
-#[utoipa::path(get, path = "/migrations/status", tag = "migrations",
+#[utoipa::path(get, path = "/api/v1/migrations/status", tag = "migrations",
     responses((status = 200, body = Status)))]
 async fn status(State(app): State<AppState>) -> ApiResult<Json<Status>> {
     Ok(Json(super::validate::status(&app.db).await?))
 }
 
 /// Changed scripts of executed migrations, out-of-order and dirty ones.
-#[utoipa::path(get, path = "/migrations/validate", tag = "migrations",
+#[utoipa::path(get, path = "/api/v1/migrations/validate", tag = "migrations",
     responses((status = 200, body = ValidationReport)))]
 async fn validate(State(app): State<AppState>) -> ApiResult<Json<ValidationReport>> {
     Ok(Json(super::validate::validate(&app.db).await?))
@@ -179,7 +179,7 @@ struct HistoryQuery {
 }
 
 /// Every up/down attempt, newest first.
-#[utoipa::path(get, path = "/migrations/history", tag = "migrations", params(HistoryQuery),
+#[utoipa::path(get, path = "/api/v1/migrations/history", tag = "migrations", params(HistoryQuery),
     responses((status = 200, body = Page<HistoryEntry>)))]
 async fn history(
     State(app): State<AppState>,
@@ -210,7 +210,7 @@ enum ResolvedState {
 }
 
 /// Declare a (dirty) migration applied or rolled back, running nothing.
-#[utoipa::path(post, path = "/migrations/{id}/resolve", tag = "migrations",
+#[utoipa::path(post, path = "/api/v1/migrations/{id}/resolve", tag = "migrations",
     params(("id" = String, Path)), request_body = Resolution,
     responses((status = 200, body = Migration), (status = 404, description = "unknown id")))]
 async fn resolve(
@@ -227,7 +227,7 @@ async fn resolve(
 }
 
 /// Continue a dirty migration at the statement that failed.
-#[utoipa::path(post, path = "/migrations/{id}/resume", tag = "migrations",
+#[utoipa::path(post, path = "/api/v1/migrations/{id}/resume", tag = "migrations",
     params(("id" = String, Path)),
     responses((status = 200, body = RunReport), (status = 404, description = "unknown id"),
         (status = 409, description = "not_dirty or resume_unsafe")))]
@@ -248,7 +248,7 @@ struct Baseline {
 }
 
 /// Mark every migration up to `version` executed without running it.
-#[utoipa::path(post, path = "/migrations/baseline", tag = "migrations", request_body = Baseline,
+#[utoipa::path(post, path = "/api/v1/migrations/baseline", tag = "migrations", request_body = Baseline,
     responses((status = 200, body = Vec<MigrationRef>)))]
 async fn baseline(
     State(app): State<AppState>,

@@ -99,7 +99,7 @@ fn report_or_error(report: DeployReport) -> ApiResult<Json<DeployReport>> {
 }
 
 /// List procedures (version, sort, name).
-#[utoipa::path(get, path = "/procedures", tag = "procedures", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/procedures", tag = "procedures", params(PageQuery),
     responses((status = 200, body = Page<Procedure>)))]
 async fn list(
     State(app): State<AppState>,
@@ -109,7 +109,7 @@ async fn list(
 }
 
 /// Create a procedure; `type` is read from the script's CREATE when omitted.
-#[utoipa::path(post, path = "/procedures", tag = "procedures", request_body = NewProcedure,
+#[utoipa::path(post, path = "/api/v1/procedures", tag = "procedures", request_body = NewProcedure,
     responses((status = 201, body = Procedure), (status = 409, description = "duplicate_name"),
         (status = 422, description = "no_create, type_mismatch, unsupported_type, \
             unknown_dependency, dependency_cycle, invalid_script")))]
@@ -124,7 +124,7 @@ async fn create(
 }
 
 /// One procedure, by id or name.
-#[utoipa::path(get, path = "/procedures/{id}", tag = "procedures", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/procedures/{id}", tag = "procedures", params(("id" = String, Path)),
     responses((status = 200, body = Procedure), (status = 404, description = "unknown id")))]
 async fn get(
     State(app): State<AppState>,
@@ -134,7 +134,7 @@ async fn get(
 }
 
 /// Update a procedure; a deployed one whose script changes reads as `changed`.
-#[utoipa::path(patch, path = "/procedures/{id}", tag = "procedures", params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/api/v1/procedures/{id}", tag = "procedures", params(("id" = String, Path)),
     request_body = ProcedurePatch,
     responses((status = 200, body = Procedure), (status = 404, description = "unknown id"),
         (status = 409, description = "duplicate_name or has_dependents"),
@@ -148,7 +148,7 @@ async fn update(
 }
 
 /// Delete a procedure record that is not deployed and has no dependents.
-#[utoipa::path(delete, path = "/procedures/{id}", tag = "procedures", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/procedures/{id}", tag = "procedures", params(("id" = String, Path)),
     responses((status = 200, body = Procedure), (status = 404, description = "unknown id"),
         (status = 409, description = "procedure_deployed or has_dependents")))]
 async fn delete(
@@ -159,7 +159,7 @@ async fn delete(
 }
 
 /// Deploy one procedure (whatever its state) under the migration lock.
-#[utoipa::path(post, path = "/procedures/{id}/deploy", tag = "procedures",
+#[utoipa::path(post, path = "/api/v1/procedures/{id}/deploy", tag = "procedures",
     params(("id" = String, Path)), request_body(content = Option<DeployOptions>, description = "optional"),
     responses((status = 200, body = DeployReport), (status = 404, description = "unknown id"),
         (status = 409, description = "locked or dependencies_not_deployed"),
@@ -179,7 +179,7 @@ async fn deploy_one(
 }
 
 /// Deploy every pending or changed procedure, dependencies first; `dryRun` shows the plan.
-#[utoipa::path(post, path = "/procedures/deploy", tag = "procedures",
+#[utoipa::path(post, path = "/api/v1/procedures/deploy", tag = "procedures",
     request_body(content = Option<DeployOptions>, description = "optional"),
     responses((status = 200, body = DeployReport),
         (status = 409, description = "locked"),
@@ -196,7 +196,7 @@ async fn deploy_all(
 }
 
 /// Every procedure's drift state, with a unified diff of deployed vs live definitions.
-#[utoipa::path(get, path = "/procedures/drift", tag = "procedures",
+#[utoipa::path(get, path = "/api/v1/procedures/drift", tag = "procedures",
     responses((status = 200, body = DriftReport)))]
 async fn drift(State(app): State<AppState>) -> ApiResult<Json<DriftReport>> {
     Ok(Json(super::drift::drift(&app.db).await?))
@@ -211,7 +211,7 @@ struct RollbackBody {
 }
 
 /// Run the procedure's downScript and mark it not deployed.
-#[utoipa::path(post, path = "/procedures/{id}/rollback", tag = "procedures",
+#[utoipa::path(post, path = "/api/v1/procedures/{id}/rollback", tag = "procedures",
     params(("id" = String, Path)), request_body(content = Option<RollbackBody>, description = "optional"),
     responses((status = 200, body = Procedure), (status = 404, description = "unknown id"),
         (status = 409, description = "no_down_script, not_deployed or locked"),

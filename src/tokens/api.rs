@@ -20,7 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// List tokens (never their text).
-#[utoipa::path(get, path = "/tokens", tag = "tokens", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(PageQuery),
     responses((status = 200, body = Page<Token>)))]
 async fn list(
     State(app): State<AppState>,
@@ -30,7 +30,7 @@ async fn list(
 }
 
 /// Create a token; the response carries its text, which is not stored and not shown again.
-#[utoipa::path(post, path = "/tokens", tag = "tokens", request_body = NewToken,
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
     responses((status = 201, body = CreatedToken), (status = 422, description = "invalid name or scope")))]
 async fn create(
     State(app): State<AppState>,
@@ -43,7 +43,7 @@ async fn create(
 }
 
 /// One token by id.
-#[utoipa::path(get, path = "/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
     responses((status = 200, body = Token), (status = 404, description = "unknown id")))]
 async fn get(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Token>> {
     Ok(Json(super::get(&app.db, &id).await?))
@@ -51,7 +51,7 @@ async fn get(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiRe
 
 /// Revoke a token by id or name; it stops working at once on this instance and within
 /// seconds on others.
-#[utoipa::path(delete, path = "/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
     responses((status = 200, body = Token), (status = 404, description = "no active token with that id or name"),
         (status = 409, description = "ambiguous_token_name: several active tokens have that name (details: their ids)")))]
 async fn revoke(

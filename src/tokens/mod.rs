@@ -9,9 +9,10 @@ pub mod model;
 mod store;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 use crate::db::{Db, time};
@@ -121,19 +122,24 @@ pub async fn bootstrap(db: &Db, supplied: Option<&str>) -> anyhow::Result<Option
     Ok(Some(text))
 }
 
-/// Resolves bearer tokens to their record, with a short-lived cache.
+/// Resolves bearer tokens to their record, with a short-lived cache keyed by the token's
+/// SHA-256 (raw bytes: no hex text on the hot path; read-locked, so requests do not queue).
 #[derive(Default)]
 pub struct Authenticator {
-    cache: Mutex<HashMap<String, (Arc<Token>, Instant)>>,
+    cache: RwLock<TokenCache>,
 }
+
+/// Token digest → the token and when it was looked up.
+type TokenCache = HashMap<[u8; 32], (Arc<Token>, Instant)>;
 
 impl Authenticator {
     /// The active token `presented` stands for, or 401.
     pub async fn authenticate(&self, db: &Db, presented: &str) -> ApiResult<Arc<Token>> {
-        let hash = model::hash(presented);
-        if let Some(t) = self.cached(&hash) {
+        let digest: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
+        if let Some(t) = self.cached(&digest) {
             return Ok(t);
         }
+        let hash = hex::encode(digest);
         let invalid = || ApiError::Unauthorized("the token is not valid".into());
         let (token, stored_hash) = store::find_by_hash(db, &hash).await?.ok_or_else(invalid)?;
         // The lookup already matched; the constant-time compare keeps the final decision
@@ -145,24 +151,24 @@ impl Authenticator {
         // Once per cache period, so a busy token does not write on every request.
         store::touch(db, &token.id, &time::now()).await?;
         let token = Arc::new(token);
-        if let Ok(mut cache) = self.cache.lock() {
+        if let Ok(mut cache) = self.cache.write() {
             if cache.len() > 10_000 {
                 cache.clear();
             }
-            cache.insert(hash, (token.clone(), Instant::now()));
+            cache.insert(digest, (token.clone(), Instant::now()));
         }
         Ok(token)
     }
 
-    fn cached(&self, hash: &str) -> Option<Arc<Token>> {
-        let cache = self.cache.lock().ok()?;
-        let (token, at) = cache.get(hash)?;
+    fn cached(&self, digest: &[u8; 32]) -> Option<Arc<Token>> {
+        let cache = self.cache.read().ok()?;
+        let (token, at) = cache.get(digest)?;
         (at.elapsed() < CACHE_TTL).then(|| token.clone())
     }
 
     /// Drops every cached token, after a revocation.
     pub fn forget_all(&self) {
-        if let Ok(mut cache) = self.cache.lock() {
+        if let Ok(mut cache) = self.cache.write() {
             cache.clear();
         }
     }

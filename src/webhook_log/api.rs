@@ -139,7 +139,7 @@ async fn capture_request(app: &AppState, source: &str, req: Request) -> ApiResul
 }
 
 /// List ingest sources (never their secrets).
-#[utoipa::path(get, path = "/ingest-sources", tag = "webhook-log", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/ingest-sources", tag = "webhook-log", params(PageQuery),
     responses((status = 200, body = Page<Source>)))]
 async fn list_sources(
     State(app): State<AppState>,
@@ -149,7 +149,7 @@ async fn list_sources(
 }
 
 /// Create an ingest source; its secret is encrypted at rest and never returned.
-#[utoipa::path(post, path = "/ingest-sources", tag = "webhook-log", request_body = NewSource,
+#[utoipa::path(post, path = "/api/v1/ingest-sources", tag = "webhook-log", request_body = NewSource,
     responses((status = 201, body = Source), (status = 409, description = "name taken"), (status = 422, description = "invalid source")))]
 async fn create_source(
     State(app): State<AppState>,
@@ -161,7 +161,7 @@ async fn create_source(
 }
 
 /// One ingest source by id or name.
-#[utoipa::path(get, path = "/ingest-sources/{id}", tag = "webhook-log", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/ingest-sources/{id}", tag = "webhook-log", params(("id" = String, Path)),
     responses((status = 200, body = Source), (status = 404, description = "unknown source")))]
 async fn get_source(
     State(app): State<AppState>,
@@ -171,7 +171,7 @@ async fn get_source(
 }
 
 /// Change an ingest source; absent fields stay, `"secret": null` removes the secret.
-#[utoipa::path(patch, path = "/ingest-sources/{id}", tag = "webhook-log", params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/api/v1/ingest-sources/{id}", tag = "webhook-log", params(("id" = String, Path)),
     request_body = SourcePatch,
     responses((status = 200, body = Source), (status = 404, description = "unknown source"), (status = 422, description = "invalid source")))]
 async fn update_source(
@@ -185,7 +185,7 @@ async fn update_source(
 }
 
 /// Delete an ingest source; requests it logged stay in the log.
-#[utoipa::path(delete, path = "/ingest-sources/{id}", tag = "webhook-log", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/ingest-sources/{id}", tag = "webhook-log", params(("id" = String, Path)),
     responses((status = 200, body = Source), (status = 404, description = "unknown source")))]
 async fn delete_source(
     State(app): State<AppState>,
@@ -197,7 +197,7 @@ async fn delete_source(
 }
 
 /// Logged requests, newest first, without bodies (see `/raw` and get-one).
-#[utoipa::path(get, path = "/webhook-logs", tag = "webhook-log", params(LogQuery),
+#[utoipa::path(get, path = "/api/v1/webhook-logs", tag = "webhook-log", params(LogQuery),
     responses((status = 200, body = Page<LogView>), (status = 400, description = "bad filter or cursor")))]
 async fn list_logs(
     State(app): State<AppState>,
@@ -223,14 +223,14 @@ async fn list_logs(
 }
 
 /// Walk the hash chain from the newest prune checkpoint to the head.
-#[utoipa::path(get, path = "/webhook-logs/verify", tag = "webhook-log",
+#[utoipa::path(get, path = "/api/v1/webhook-logs/verify", tag = "webhook-log",
     responses((status = 200, body = VerifyReport, description = "`ok` false names the first bad seq")))]
 async fn verify(State(app): State<AppState>) -> ApiResult<Json<VerifyReport>> {
     Ok(Json(super::verify_chain(&app.db).await?))
 }
 
 /// One logged request with its headers and body.
-#[utoipa::path(get, path = "/webhook-logs/{id}", tag = "webhook-log", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/webhook-logs/{id}", tag = "webhook-log", params(("id" = String, Path)),
     responses((status = 200, body = LogView), (status = 404, description = "unknown id")))]
 async fn get_log(
     State(app): State<AppState>,
@@ -241,7 +241,7 @@ async fn get_log(
 }
 
 /// The exact body bytes of a logged request, with its original content type.
-#[utoipa::path(get, path = "/webhook-logs/{id}/raw", tag = "webhook-log", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/webhook-logs/{id}/raw", tag = "webhook-log", params(("id" = String, Path)),
     responses((status = 200, description = "the exact body bytes, with the content type they arrived with (application/octet-stream when none)"), (status = 404, description = "unknown id")))]
 async fn raw_log(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Response> {
     let entry = super::get_entry(&app.db, &id).await?;
@@ -267,7 +267,7 @@ async fn raw_log(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> A
 }
 
 /// Send a logged request again to a URL; the attempt is recorded apart, the row is unchanged.
-#[utoipa::path(post, path = "/webhook-logs/{id}/replay", tag = "webhook-log", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/webhook-logs/{id}/replay", tag = "webhook-log", params(("id" = String, Path)),
     request_body = ReplayRequest,
     responses((status = 201, body = Replay), (status = 404, description = "unknown id"), (status = 422, description = "bad or forbidden URL")))]
 async fn replay(
@@ -281,7 +281,7 @@ async fn replay(
 }
 
 /// The replays of one logged request.
-#[utoipa::path(get, path = "/webhook-logs/{id}/replay", tag = "webhook-log", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/webhook-logs/{id}/replay", tag = "webhook-log", params(("id" = String, Path)),
     responses((status = 200, body = Vec<Replay>), (status = 404, description = "unknown id")))]
 async fn list_replays(
     State(app): State<AppState>,

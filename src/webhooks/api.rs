@@ -38,7 +38,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// List webhooks (never their secrets).
-#[utoipa::path(get, path = "/webhooks", tag = "webhooks", params(PageQuery), responses((status = 200, body = Page<WebhookView>)))]
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", params(PageQuery), responses((status = 200, body = Page<WebhookView>)))]
 async fn list(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -47,7 +47,7 @@ async fn list(
 }
 
 /// Create a webhook; the answer holds its `whsec_` secret, shown this once.
-#[utoipa::path(post, path = "/webhooks", tag = "webhooks", request_body = NewWebhook,
+#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = NewWebhook,
     responses((status = 201, body = WithSecret), (status = 409, description = "name taken"), (status = 422, description = "invalid field")))]
 async fn create(
     State(app): State<AppState>,
@@ -56,7 +56,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(super::create(&app, new).await?)))
 }
 
-#[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
     responses((status = 200, body = WebhookView), (status = 404, description = "unknown id")))]
 async fn get(
     State(app): State<AppState>,
@@ -66,7 +66,7 @@ async fn get(
 }
 
 /// Change some fields. Setting `isActive: true` re-enables a disabled webhook.
-#[utoipa::path(patch, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), request_body = WebhookPatch,
+#[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), request_body = WebhookPatch,
     responses((status = 200, body = WebhookView), (status = 404, description = "unknown id")))]
 async fn update(
     State(app): State<AppState>,
@@ -76,7 +76,7 @@ async fn update(
     Ok(Json(super::update(&app, &id, patch).await?))
 }
 
-#[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
     responses((status = 204, description = "deleted"), (status = 404, description = "unknown id")))]
 async fn delete(
     State(app): State<AppState>,
@@ -87,7 +87,7 @@ async fn delete(
 }
 
 /// A new secret (shown once); the previous one keeps signing beside it for 24 h.
-#[utoipa::path(post, path = "/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = String, Path)),
     responses((status = 200, body = WithSecret)))]
 async fn rotate_secret(
     State(app): State<AppState>,
@@ -97,7 +97,7 @@ async fn rotate_secret(
 }
 
 /// Queue a signed `webhook.test` event for this webhook only.
-#[utoipa::path(post, path = "/webhooks/{id}/test", tag = "webhooks", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks", params(("id" = String, Path)),
     responses((status = 202, body = DeliveryView)))]
 async fn send_test(
     State(app): State<AppState>,
@@ -110,7 +110,7 @@ async fn send_test(
 }
 
 /// The headers a receiver would get for `payload`, signed with this webhook's secret(s).
-#[utoipa::path(post, path = "/webhooks/{id}/digest", tag = "webhooks", params(("id" = String, Path)), request_body = DigestRequest,
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/digest", tag = "webhooks", params(("id" = String, Path)), request_body = DigestRequest,
     responses((status = 200, body = Digest)))]
 async fn webhook_digest(
     State(app): State<AppState>,
@@ -134,7 +134,7 @@ async fn webhook_digest(
 }
 
 /// Publish an event: one delivery per matching active webhook, committed with the event.
-#[utoipa::path(post, path = "/events", tag = "events", request_body = NewEvent,
+#[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = NewEvent,
     responses((status = 202, body = EventView), (status = 200, body = EventView, description = "a repeat of an id seen within 24 h")))]
 async fn publish(
     State(app): State<AppState>,
@@ -150,7 +150,7 @@ async fn publish(
 }
 
 /// Which webhooks an event of this type would reach (nothing is written).
-#[utoipa::path(post, path = "/events/route", tag = "events", request_body = RouteRequest,
+#[utoipa::path(post, path = "/api/v1/events/route", tag = "events", request_body = RouteRequest,
     responses((status = 200, body = Vec<WebhookView>)))]
 async fn route(
     State(app): State<AppState>,
@@ -173,7 +173,7 @@ pub struct DeliveryQuery {
 }
 
 /// Deliveries, newest first.
-#[utoipa::path(get, path = "/deliveries", tag = "deliveries", params(DeliveryQuery), responses((status = 200, body = Page<DeliveryView>)))]
+#[utoipa::path(get, path = "/api/v1/deliveries", tag = "deliveries", params(DeliveryQuery), responses((status = 200, body = Page<DeliveryView>)))]
 async fn deliveries(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
@@ -189,7 +189,7 @@ async fn deliveries(
 }
 
 /// One delivery with every attempt (status, duration, response headers and body, error).
-#[utoipa::path(get, path = "/deliveries/{id}", tag = "deliveries", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/deliveries/{id}", tag = "deliveries", params(("id" = String, Path)),
     responses((status = 200, body = DeliveryDetail), (status = 404, description = "unknown id")))]
 async fn delivery(
     State(app): State<AppState>,
@@ -199,7 +199,7 @@ async fn delivery(
 }
 
 /// Send a delivery again now.
-#[utoipa::path(post, path = "/deliveries/{id}/retry", tag = "deliveries", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/deliveries/{id}/retry", tag = "deliveries", params(("id" = String, Path)),
     responses((status = 202, body = DeliveryDetail), (status = 409, description = "already queued")))]
 async fn retry(
     State(app): State<AppState>,
@@ -215,7 +215,7 @@ pub struct Recovered {
 }
 
 /// Re-queue every failed delivery created in a time range (optionally of one webhook).
-#[utoipa::path(post, path = "/deliveries/recover", tag = "deliveries", request_body = RecoverRequest,
+#[utoipa::path(post, path = "/api/v1/deliveries/recover", tag = "deliveries", request_body = RecoverRequest,
     responses((status = 202, body = Recovered)))]
 async fn recover(
     State(app): State<AppState>,
@@ -230,7 +230,7 @@ async fn recover(
 }
 
 /// The Standard Webhooks headers for `payload` signed with `secret`.
-#[utoipa::path(post, path = "/digest", tag = "webhooks", request_body = DigestRequest, responses((status = 200, body = Digest)))]
+#[utoipa::path(post, path = "/api/v1/digest", tag = "webhooks", request_body = DigestRequest, responses((status = 200, body = Digest)))]
 async fn digest(ApiJson(req): ApiJson<DigestRequest>) -> ApiResult<Json<Digest>> {
     let secret = req
         .secret
@@ -247,7 +247,7 @@ async fn digest(ApiJson(req): ApiJson<DigestRequest>) -> ApiResult<Json<Digest>>
 }
 
 /// Check Standard Webhooks headers and a raw body against a secret.
-#[utoipa::path(post, path = "/verify", tag = "webhooks", request_body = VerifyRequest, responses((status = 200, body = VerifyResult)))]
+#[utoipa::path(post, path = "/api/v1/verify", tag = "webhooks", request_body = VerifyRequest, responses((status = 200, body = VerifyResult)))]
 async fn verify(ApiJson(req): ApiJson<VerifyRequest>) -> ApiResult<Json<VerifyResult>> {
     Ok(Json(super::verify(&req)?))
 }
