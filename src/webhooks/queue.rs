@@ -158,21 +158,9 @@ pub async fn record(
             "INSERT INTO opshub_delivery_attempts (id, delivery_id, attempt, started_at, duration_ms, status_code,
              response_headers, response_body, error, worker) VALUES {values}"
         );
-        let mut q = sqlx::query(db.sql_dynamic(&sql));
-        for r in chunk {
-            q = q
-                .bind(uuid::Uuid::now_v7().to_string())
-                .bind(r.delivery_id.clone())
-                .bind(r.attempt)
-                .bind(r.started_at.clone())
-                .bind(r.duration_ms)
-                .bind(r.status_code)
-                .bind(r.response_headers.clone())
-                .bind(r.response_body.clone())
-                .bind(r.error.clone())
-                .bind(worker);
-        }
-        q.execute(&mut *tx).await?;
+        bind_attempts(sqlx::query(db.sql_dynamic(&sql)), chunk, worker)
+            .execute(&mut *tx)
+            .await?;
     }
     // Successes (nearly all records) become one statement per status code; the rest one
     // statement each.
@@ -218,6 +206,28 @@ pub async fn record(
     tx.commit().await
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds the attempt rows of `chunk`, ten values each, in the column order of
+/// `opshub_delivery_attempts (id, delivery_id, attempt, started_at, duration_ms,
+/// status_code, response_headers, response_body, error, worker)`.
+fn bind_attempts<'q>(mut q: AnyQuery<'q>, chunk: &[AttemptRecord], worker: &str) -> AnyQuery<'q> {
+    for r in chunk {
+        q = q
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(r.delivery_id.clone())
+            .bind(r.attempt)
+            .bind(r.started_at.clone())
+            .bind(r.duration_ms)
+            .bind(r.status_code)
+            .bind(r.response_headers.clone())
+            .bind(r.response_body.clone())
+            .bind(r.error.clone())
+            .bind(worker);
+    }
+    q
+}
+
 /// PostgreSQL: each chunk of outcomes is ONE statement (its own transaction, one round
 /// trip): the attempt rows are inserted and the deliveries updated from a VALUES list.
 async fn record_pg(
@@ -242,20 +252,7 @@ async fn record_pg(
                  delivered_at = v.delivered_at
              FROM v WHERE d.id = v.id"
         );
-        let mut q = sqlx::query(db.sql_dynamic(&sql));
-        for r in chunk {
-            q = q
-                .bind(uuid::Uuid::now_v7().to_string())
-                .bind(r.delivery_id.clone())
-                .bind(r.attempt)
-                .bind(r.started_at.clone())
-                .bind(r.duration_ms)
-                .bind(r.status_code)
-                .bind(r.response_headers.clone())
-                .bind(r.response_body.clone())
-                .bind(r.error.clone())
-                .bind(worker);
-        }
+        let mut q = bind_attempts(sqlx::query(db.sql_dynamic(&sql)), chunk, worker);
         for r in chunk {
             q = q
                 .bind(r.delivery_id.clone())
