@@ -444,3 +444,33 @@ mod chunk_tests {
         assert!(lens(0, 128).is_empty());
     }
 }
+
+/// A statement's failure as a user should read it: the server's message and, on
+/// PostgreSQL, the script line it points at, when `first_line` (the script line of the
+/// first line of `sql`; 0 when opshub put one line in front, negative for more) is given. sqlx's own text
+/// appends the line of PostgreSQL's C source instead ("at line 1392"), which reads like a
+/// line of the user's script.
+pub fn error_text(e: &sqlx::Error, sql: &str, first_line: Option<isize>) -> String {
+    let sqlx::Error::Database(d) = e else {
+        return e.to_string();
+    };
+    let mut text = d.message().to_string();
+    let position = d
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .and_then(|pg| match pg.position() {
+            Some(sqlx::postgres::PgErrorPosition::Original(p)) => Some(p),
+            _ => None,
+        });
+    if let (Some(p), Some(first)) = (position, first_line) {
+        let newlines = sql
+            .chars()
+            .take(p.saturating_sub(1))
+            .filter(|c| *c == '\n')
+            .count();
+        let line = first.saturating_add_unsigned(newlines);
+        if line >= 1 {
+            text.push_str(&format!(" (line {line} of the script)"));
+        }
+    }
+    text
+}

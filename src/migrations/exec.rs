@@ -16,7 +16,7 @@ use super::model::{Direction, DirtyInfo, HistoryEntry};
 use super::plan::{Mode, Step};
 use super::source::split::{self, Statement};
 use super::store;
-use crate::db::{Db, Dialect, time};
+use crate::db::{Db, Dialect, error_text, time};
 use crate::error::{ApiError, ApiResult};
 
 /// What became of one migration.
@@ -73,9 +73,8 @@ impl Exec<'_> {
         let script = step.script.clone();
         if let Err(e) = sqlx::raw_sql(AssertSqlSafe(script)).execute(&mut *tx).await {
             tx.rollback().await?;
-            return self
-                .failed(step, dir, &started, t0, e.to_string(), None)
-                .await;
+            let error = error_text(&e, &step.script, Some(1));
+            return self.failed(step, dir, &started, t0, error, None).await;
         }
         let ms = elapsed_ms(t0);
         record_success(db, &mut tx, step, dir, &started, ms, self.actor).await?;
@@ -120,12 +119,12 @@ impl Exec<'_> {
                 break;
             }
             let (started, t0) = (time::now(), Instant::now());
-            let sql = if k == 0 {
-                format!("BEGIN;\n{}", step.script)
+            let (sql, first_line) = if k == 0 {
+                (format!("BEGIN;\n{}", step.script), 0)
             } else {
-                step.script.clone()
+                (step.script.clone(), 1)
             };
-            match self.pg_execute(sql).await? {
+            match self.pg_execute(sql, Some(first_line)).await? {
                 Ok(()) => ran.push((started, t0, elapsed_ms(t0))),
                 Err(error) => {
                     failure = Some((k, started, t0, error));
@@ -163,7 +162,7 @@ impl Exec<'_> {
             sql.push_str("SET LOCAL synchronous_commit = off;\n");
         }
         sql.push_str("COMMIT;");
-        match self.pg_execute(sql).await? {
+        match self.pg_execute(sql, None).await? {
             Ok(()) => Ok(ran
                 .iter()
                 .map(|(_, _, ms)| Outcome::Done { ms: *ms })
@@ -197,13 +196,21 @@ impl Exec<'_> {
         }
     }
 
-    /// Runs SQL on the work connection: `Ok(Err(message))` when the database refused it,
-    /// `Err` when the connection itself failed.
-    async fn pg_execute(&mut self, sql: String) -> ApiResult<Result<(), String>> {
+    /// Runs SQL on the work connection: `Ok(Err(message))` when the database refused it
+    /// (naming the script line when `first_line` says where the script starts), `Err`
+    /// when the connection itself failed.
+    async fn pg_execute(
+        &mut self,
+        sql: String,
+        first_line: Option<isize>,
+    ) -> ApiResult<Result<(), String>> {
         let conn = self.lock.work().await?;
-        match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **conn).await {
+        match sqlx::raw_sql(AssertSqlSafe(sql.as_str()))
+            .execute(&mut **conn)
+            .await
+        {
             Ok(_) => Ok(Ok(())),
-            Err(sqlx::Error::Database(e)) => Ok(Err(e.to_string())),
+            Err(e @ sqlx::Error::Database(_)) => Ok(Err(error_text(&e, &sql, first_line))),
             Err(e) => {
                 conn.close_on_drop();
                 Err(e.into())
@@ -233,11 +240,10 @@ impl Exec<'_> {
                     .iter()
                     .any(|s| commits_implicitly(&s.text));
                 info.failed_statement = Some(s.text.clone());
-                info.error = Some(e.to_string());
+                let error = error_text(&e, &s.text, isize::try_from(s.line).ok());
+                info.error = Some(error.clone());
                 let dirty = committed.then_some(&info);
-                return self
-                    .failed(step, dir, &started, t0, e.to_string(), dirty)
-                    .await;
+                return self.failed(step, dir, &started, t0, error, dirty).await;
             }
             info = progress(step, dir, i + 1, &started);
             if commits {
@@ -263,7 +269,8 @@ impl Exec<'_> {
                 .await
             {
                 info.failed_statement = Some(s.text.clone());
-                info.error = Some(e.to_string());
+                let error = error_text(&e, &s.text, isize::try_from(s.line).ok());
+                info.error = Some(error.clone());
                 if db.dialect() == Dialect::Postgres {
                     // Best effort: the failure report matters more than this detail.
                     info.invalid_indexes = store::invalid_indexes(&mut **conn)
@@ -271,7 +278,7 @@ impl Exec<'_> {
                         .unwrap_or_default();
                 }
                 return self
-                    .failed(step, dir, &started, t0, e.to_string(), Some(&info))
+                    .failed(step, dir, &started, t0, error, Some(&info))
                     .await;
             }
             info = progress(step, dir, i + 1, &started);

@@ -191,10 +191,15 @@ async fn deploy_step(
         script.push_str(d);
         script.push_str(";\n");
     }
+    // The script's first line comes after one line per drop.
+    let first_line = isize::try_from(drops.len()).ok().map(|n| 1 - n);
     script.push_str(&p.up_script);
-    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(script)).execute(&mut *tx).await {
+    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(script.as_str()))
+        .execute(&mut *tx)
+        .await
+    {
         tx.rollback().await?;
-        return Ok(Err(e.to_string()));
+        return Ok(Err(crate::db::error_text(&e, &script, first_line)));
     }
     let (live, keys) = if db.dialect() == Dialect::Postgres {
         let live = catalog::written_here(db, &mut tx).await?;
@@ -257,7 +262,7 @@ async fn mysql_step(
             .execute(&mut **conn)
             .await
         {
-            return Ok(Err(e.to_string()));
+            return Ok(Err(crate::db::error_text(&e, "", None)));
         }
     }
     let live = catalog::live(db, conn).await?;
