@@ -70,8 +70,10 @@ impl Exec<'_> {
         if db.dialect() == Dialect::Sqlite {
             lock::renew(db, &mut *tx, &owner).await.map_err(lost)?;
         }
-        let script = step.script.clone();
-        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(script)).execute(&mut *tx).await {
+        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(step.script.as_str()))
+            .execute(&mut *tx)
+            .await
+        {
             tx.rollback().await?;
             let error = error_text(&e, &step.script, Some(1));
             return self.failed(step, dir, &started, t0, error, None).await;

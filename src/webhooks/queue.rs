@@ -26,14 +26,15 @@ pub async fn claim(
     lease_until: &str,
     limit: u32,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    // The row locks are a dialect matter: PostgreSQL and MySQL skip rows another worker is
-    // claiming; SQLite has one writer at a time (BEGIN IMMEDIATE) and needs no row lock.
     if db.dialect() == Dialect::Postgres {
         return claim_pg(db, worker, now, lease_until, limit).await;
     }
-    let lock = match db.dialect() {
-        Dialect::Postgres | Dialect::Mysql => " FOR UPDATE SKIP LOCKED",
-        Dialect::Sqlite => "",
+    // MySQL skips rows another worker is claiming; SQLite has one writer at a time
+    // (BEGIN IMMEDIATE) and needs no row lock.
+    let lock = if db.dialect() == Dialect::Mysql {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
     };
     let mut tx = db.begin_write().await?;
     let select = format!(
