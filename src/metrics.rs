@@ -72,8 +72,9 @@ impl Metrics {
         }
     }
 
-    /// The exposition text; `gauges` are (name, help, value) read by the caller just now.
-    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+    /// The exposition text; `gauges` and `counters` are (name, help, value) read by the
+    /// caller just now.
+    pub fn render(&self, gauges: &[(&str, &str, f64)], counters: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
         let up = self.started.elapsed().as_secs_f64();
         let _ = writeln!(
@@ -84,10 +85,14 @@ impl Metrics {
             out,
             "# TYPE opshub_uptime_seconds gauge\nopshub_uptime_seconds {up:.3}"
         );
-        for (name, help, value) in gauges {
+        let typed = gauges
+            .iter()
+            .map(|g| (g, "gauge"))
+            .chain(counters.iter().map(|c| (c, "counter")));
+        for ((name, help, value), kind) in typed {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
         let _ = writeln!(
@@ -156,12 +161,13 @@ mod tests {
         let m = Metrics::default();
         m.observe_request("GET", "/healthz", 200, Duration::from_millis(3));
         m.observe_request("GET", "/healthz", 200, Duration::from_millis(300));
-        let text = m.render(&[("g", "a gauge", 2.0)]);
+        let text = m.render(&[("g", "a gauge", 2.0)], &[("c_total", "a counter", 3.0)]);
         assert!(text.contains(
             "opshub_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2"
         ));
         assert!(text.contains("le=\"0.005\"} 1"));
         assert!(text.contains("le=\"0.5\"} 2"));
-        assert!(text.contains("g 2"));
+        assert!(text.contains("# TYPE g gauge\ng 2"));
+        assert!(text.contains("# TYPE c_total counter\nc_total 3"));
     }
 }

@@ -73,12 +73,30 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             pool.num_idle() as f64,
         ),
     ];
+    let wh = app.webhooks.handoff.totals();
+    let counters = [
+        (
+            "opshub_webhook_attempts_handed_total",
+            "Delivery attempts started on deliveries publish handed to this process (no claim).",
+            wh.handed as f64,
+        ),
+        (
+            "opshub_webhook_attempts_claimed_total",
+            "Delivery attempts started on deliveries claimed from the queue table.",
+            wh.claimed as f64,
+        ),
+        (
+            "opshub_webhook_handoff_stale_total",
+            "Handed deliveries that waited too long for a slot and were left to their leases.",
+            wh.stale as f64,
+        ),
+    ];
     (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics.render(&gauges),
+        app.metrics.render(&gauges, &counters),
     )
 }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod deliver;
 mod digest;
 pub mod guard;
+pub mod handoff;
 pub mod model;
 pub mod pattern;
 mod publish;
@@ -43,6 +44,8 @@ pub struct Webhooks {
     index: RwLock<Option<Arc<Indexed>>>,
     /// Publishes waiting for the next group commit (see [`publish`]).
     outbox: crate::batch::Batcher<publish::Job>,
+    /// Deliveries publish leased to this process, on their way to its delivery loops.
+    pub handoff: handoff::Handoff,
     pub sender: deliver::Sender,
     pub wake: tokio::sync::Notify,
     pub worker_id: String,
@@ -77,6 +80,7 @@ impl Webhooks {
             } else {
                 2
             }),
+            handoff: handoff::Handoff::default(),
             sender: deliver::Sender::new(config),
             wake: tokio::sync::Notify::new(),
             worker_id: format!(

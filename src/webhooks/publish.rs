@@ -122,8 +122,30 @@ async fn lead(app: AppState) {
     }
 }
 
-/// Commits a batch of events with their deliveries; one outcome per job, in order.
+/// Commits a batch of events with their deliveries; one outcome per job, in order. As
+/// many deliveries as this process's delivery loops have free slots for are inserted
+/// leased to it and handed to the loops after the commit (see [`super::handoff`]).
 async fn commit_batch(app: &AppState, jobs: &[Job]) -> ApiResult<Vec<Published>> {
+    let handoff = &app.webhooks.handoff;
+    let mut handed = Vec::new();
+    let granted = if app.shutdown.is_cancelled() {
+        0
+    } else {
+        handoff.reserve(jobs.len())
+    };
+    let result = commit_rows(app, jobs, granted, &mut handed).await;
+    handoff.hand(granted, if result.is_ok() { handed } else { Vec::new() });
+    result
+}
+
+/// The transaction of [`commit_batch`]; the first `lease` new deliveries are leased to this
+/// process and pushed onto `handed`.
+async fn commit_rows(
+    app: &AppState,
+    jobs: &[Job],
+    lease: usize,
+    handed: &mut Vec<queue::Claimed>,
+) -> ApiResult<Vec<Published>> {
     let (mut tx, index) = routed_tx(app).await?;
     // Ids opshub made are new by construction; only chosen ones may exist already.
     let chosen: Vec<&str> = jobs
@@ -145,6 +167,8 @@ async fn commit_batch(app: &AppState, jobs: &[Job]) -> ApiResult<Vec<Published>>
             .entry(&job.event_type)
             .or_insert_with(|| index.matches(&job.event_type));
     }
+    let (_, lease_until) = super::worker::lease_window(app, ::time::OffsetDateTime::now_utc());
+    let worker = app.webhooks.worker_id.as_str();
     let (mut events, mut deliveries, mut results) = (Vec::new(), Vec::new(), Vec::new());
     for job in jobs {
         if !seen.insert(job.id.clone()) {
@@ -158,17 +182,27 @@ async fn commit_batch(app: &AppState, jobs: &[Job]) -> ApiResult<Vec<Published>>
             body: &job.body,
             at: &job.at,
         });
-        deliveries.extend(targets.iter().map(|w| store::NewDeliveryRow {
-            event_id: &job.id,
-            webhook_id: w,
-            at: &job.at,
-        }));
+        for w in targets {
+            let mut row = store::NewDeliveryRow::new(&job.id, w, &job.at);
+            if handed.len() < lease {
+                row.leased = Some((lease_until.as_str(), worker));
+                handed.push(queue::Claimed {
+                    id: row.id.clone(),
+                    attempts: 0,
+                    event_id: job.id.clone(),
+                    webhook_id: w.clone(),
+                    body: job.body.clone(),
+                });
+            }
+            deliveries.push(row);
+        }
         results.push(Published::New(targets.len() as i64));
     }
     store::insert_events(&app.db, &mut tx, &events).await?;
     store::insert_deliveries(&app.db, &mut tx, &deliveries).await?;
     tx.commit().await?;
-    if !deliveries.is_empty() {
+    // Handed deliveries ring the hand-off; the rest wait in the table for a claim.
+    if deliveries.len() > handed.len() {
         app.webhooks.wake.notify_waiters();
     }
     Ok(results)
@@ -193,11 +227,7 @@ async fn publish_one(app: &AppState, job: &Job) -> ApiResult<Published> {
     let targets = index.matches(&job.event_type);
     let deliveries: Vec<_> = targets
         .iter()
-        .map(|w| store::NewDeliveryRow {
-            event_id: &job.id,
-            webhook_id: w,
-            at: &job.at,
-        })
+        .map(|w| store::NewDeliveryRow::new(&job.id, w, &job.at))
         .collect();
     store::insert_deliveries(&app.db, &mut tx, &deliveries).await?;
     tx.commit().await?;
@@ -292,11 +322,7 @@ pub async fn send_test(app: &AppState, id: &str) -> ApiResult<DeliveryView> {
         at: &now,
     };
     store::insert_events(&app.db, &mut tx, &[event]).await?;
-    let delivery = store::NewDeliveryRow {
-        event_id: &event_id,
-        webhook_id: &w.id,
-        at: &now,
-    };
+    let delivery = store::NewDeliveryRow::new(&event_id, &w.id, &now);
     store::insert_deliveries(&app.db, &mut tx, &[delivery]).await?;
     tx.commit().await?;
     app.webhooks.wake.notify_waiters();

@@ -115,6 +115,23 @@ async fn claim_pg(
         .collect()
 }
 
+/// Gives up this worker's leases on deliveries it never started (at shutdown).
+pub async fn release(db: &Db, worker: &str, ids: &[String]) -> Result<(), sqlx::Error> {
+    for chunk in crate::db::pow2_chunks(ids, 256) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "UPDATE opshub_deliveries SET lease_until = NULL, leased_by = NULL
+             WHERE leased_by = ? AND status = 'pending' AND id IN ({marks})"
+        );
+        let mut q = sqlx::query(db.sql_dynamic(&sql)).bind(worker);
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        q.execute(db.pool()).await?;
+    }
+    Ok(())
+}
+
 fn claimed_from_row(r: &AnyRow) -> Result<Claimed, sqlx::Error> {
     Ok(Claimed {
         id: r.try_get("id")?,

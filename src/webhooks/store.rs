@@ -213,19 +213,23 @@ pub async fn insert_deliveries(
     deliveries: &[NewDeliveryRow<'_>],
 ) -> Result<(), sqlx::Error> {
     for chunk in crate::db::pow2_chunks(deliveries, 256) {
-        let values = vec!["(?, ?, ?, 'pending', 0, ?, ?, ?)"; chunk.len()].join(", ");
+        let values = vec!["(?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
-            "INSERT INTO opshub_deliveries (id, event_id, webhook_id, status, attempts, next_attempt_at, created_at, updated_at) VALUES {values}"
+            "INSERT INTO opshub_deliveries (id, event_id, webhook_id, status, attempts, next_attempt_at,
+             created_at, updated_at, lease_until, leased_by) VALUES {values}"
         );
         let mut q = sqlx::query(db.sql_dynamic(&sql));
         for d in chunk {
+            let (until, by) = d.leased.unzip();
             q = q
-                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(d.id.clone())
                 .bind(d.event_id)
                 .bind(d.webhook_id)
                 .bind(d.at)
                 .bind(d.at)
-                .bind(d.at);
+                .bind(d.at)
+                .bind(until)
+                .bind(by);
         }
         q.execute(&mut *conn).await?;
     }
@@ -234,9 +238,24 @@ pub async fn insert_deliveries(
 
 /// One delivery to queue: an event for an endpoint, due at once.
 pub struct NewDeliveryRow<'a> {
+    pub id: String,
     pub event_id: &'a str,
     pub webhook_id: &'a str,
     pub at: &'a str,
+    /// Leased already (until, to which worker): handed to this process's loops.
+    pub leased: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> NewDeliveryRow<'a> {
+    pub fn new(event_id: &'a str, webhook_id: &'a str, at: &'a str) -> Self {
+        NewDeliveryRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            event_id,
+            webhook_id,
+            at,
+            leased: None,
+        }
+    }
 }
 
 /// A success: the endpoint is healthy again (no-op when it already was).

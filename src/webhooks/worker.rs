@@ -40,6 +40,8 @@ type Finished = (AttemptRecord, Option<Health>);
 /// attempts in flight finish (each within its time limit) and records them.
 pub async fn run(app: AppState) {
     let slots = app.config.webhook_concurrency.clamp(1, BATCH);
+    let handoff = &app.webhooks.handoff;
+    handoff.register(slots, true);
     let mut inflight: JoinSet<Finished> = JoinSet::new();
     // Finished attempts not yet recorded, and when the oldest finished. Recording waits a
     // little so that one transaction takes many: every write transaction competes with
@@ -70,13 +72,44 @@ pub async fn run(app: AppState) {
             oldest = None;
         }
         if stopping && inflight.is_empty() {
+            handoff.register(slots, false);
+            release_handed(&app).await;
             return;
+        }
+        // Deliveries publish leased to this process first, whenever a slot is free. The
+        // bell is armed before looking, so a hand-over right after the look still wakes us.
+        let ready = handoff.ready.notified();
+        tokio::pin!(ready);
+        ready.as_mut().enable();
+        let free = slots - inflight.len();
+        if !stopping && free > 0 {
+            let (handed, stale) = handoff.take(free);
+            if stale > 0 {
+                tracing::warn!(
+                    stale,
+                    "handed deliveries waited too long for a free slot; they are claimed when their leases run out"
+                );
+            }
+            if !handed.is_empty() {
+                let n = handed.len();
+                if let Err(e) = start(&app, handed, OffsetDateTime::now_utc(), &mut inflight).await
+                {
+                    handoff.finished(n);
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "starting handed deliveries failed; they are claimed when their leases run out"
+                    );
+                }
+            }
         }
         // Lease in batches: when a quarter of the slots is free, or everything is.
         let free = slots - inflight.len();
         if !stopping && !idle && free > 0 && (free >= slots.div_ceil(4) || inflight.is_empty()) {
             match lease(&app, OffsetDateTime::now_utc(), free, &mut inflight).await {
-                Ok(n) => idle = n < free,
+                Ok(n) => {
+                    handoff.started(n);
+                    idle = n < free;
+                }
                 Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), "leasing deliveries failed");
                     idle = true;
@@ -87,7 +120,9 @@ pub async fn run(app: AppState) {
         tokio::select! {
             Some(first) = inflight.join_next(), if !inflight.is_empty() => {
                 let rest = std::iter::from_fn(|| inflight.try_join_next());
-                for joined in std::iter::once(first).chain(rest) {
+                let joined: Vec<_> = std::iter::once(first).chain(rest).collect();
+                handoff.finished(joined.len());
+                for joined in joined {
                     match joined {
                         Ok(done) => finished.push(done),
                         // Its lease runs out and a later round retries it.
@@ -99,6 +134,7 @@ pub async fn run(app: AppState) {
             }
             () = tokio::time::sleep_until(record_at.unwrap_or_else(tokio::time::Instant::now)), if record_at.is_some() => {}
             _ = app.webhooks.wake.notified(), if !stopping => idle = false,
+            () = &mut ready, if !stopping && inflight.len() < slots => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => idle = false,
             _ = app.shutdown.cancelled(), if !stopping => {}
         }
@@ -107,7 +143,7 @@ pub async fn run(app: AppState) {
 
 /// The lease of a delivery claimed at `now`: longer than one attempt can take, short
 /// enough that a dead worker's work moves on within seconds. (now, lease end) as text.
-fn lease_window(app: &AppState, now: OffsetDateTime) -> (String, String) {
+pub(super) fn lease_window(app: &AppState, now: OffsetDateTime) -> (String, String) {
     let lease = i64::try_from(app.config.webhook_timeout_secs).unwrap_or(15) + 5;
     (
         time::format(now),
@@ -132,11 +168,63 @@ async fn lease(
     let generation = store::generation(&app.db, app.db.pool()).await?;
     let endpoints = app.webhooks.endpoints(&app.db, generation).await?;
     let count = claimed.len();
-    for c in claimed {
+    spawn_attempts(app, &endpoints, claimed, now, inflight);
+    Ok(count)
+}
+
+/// Starts attempts for deliveries publish handed over (leased to this process already),
+/// with the newest endpoints this process knows: publish refreshed them in its
+/// transaction a moment ago.
+async fn start(
+    app: &AppState,
+    handed: Vec<Claimed>,
+    now: OffsetDateTime,
+    inflight: &mut JoinSet<Finished>,
+) -> anyhow::Result<()> {
+    let endpoints = match app.webhooks.current() {
+        Some(index) => index,
+        None => {
+            let generation = store::generation(&app.db, app.db.pool()).await?;
+            app.webhooks.endpoints(&app.db, generation).await?
+        }
+    };
+    spawn_attempts(app, &endpoints, handed, now, inflight);
+    Ok(())
+}
+
+fn spawn_attempts(
+    app: &AppState,
+    endpoints: &std::sync::Arc<Indexed>,
+    deliveries: Vec<Claimed>,
+    now: OffsetDateTime,
+    inflight: &mut JoinSet<Finished>,
+) {
+    for c in deliveries {
         let (app, endpoints) = (app.clone(), endpoints.clone());
         inflight.spawn(async move { attempt(&app, &endpoints, c, now).await });
     }
-    Ok(count)
+}
+
+/// At shutdown: deliveries handed over but never started go back to the queue at once
+/// (instead of when their leases run out), for the next instance to claim.
+async fn release_handed(app: &AppState) {
+    let ids: Vec<String> = app
+        .webhooks
+        .handoff
+        .drain()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    if let Err(e) = queue::release(&app.db, &app.webhooks.worker_id, &ids).await {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            deliveries = ids.len(),
+            "releasing unstarted deliveries failed; they are claimed when their leases run out"
+        );
+    }
 }
 
 /// Records finished attempts in one transaction, then their endpoints' health.

@@ -25,6 +25,8 @@ backend_tests!(
     disables_an_endpoint_failing_continuously_for_five_days,
     manual_retry_and_time_range_recovery_requeue_failed_deliveries,
     rotated_secret_signs_beside_the_new_one,
+    hands_local_publishes_to_the_delivery_loop_without_a_claim,
+    publishes_beyond_free_slots_wait_in_the_table_for_a_claim,
 );
 
 /// One scripted answer: status and extra headers.
@@ -38,6 +40,8 @@ pub struct Receiver {
     pub url: String,
     /// Signalled on every request, so a test can await progress instead of sleeping.
     pub arrived: Arc<tokio::sync::Notify>,
+    /// Held by a test to keep the receiver from answering (requests are recorded first).
+    pub held: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Receiver {
@@ -50,6 +54,7 @@ impl Receiver {
             async move {
                 state.seen.lock().expect("lock").push((headers, body));
                 state.arrived.notify_waiters();
+                drop(state.held.lock().await);
                 let (status, extra) = state
                     .script
                     .lock()
@@ -129,6 +134,33 @@ async fn spawn(backend: Backend) -> Option<TestApp> {
         ],
     )
     .await
+}
+
+/// An app with running delivery loops (`workers` loops of `slots` slots each).
+async fn spawn_running(backend: Backend, workers: &str, slots: &str) -> Option<TestApp> {
+    TestApp::spawn_with(
+        backend,
+        &[
+            ("OPSHUB_WEBHOOK_ALLOW_PRIVATE", "true"),
+            ("OPSHUB_WEBHOOK_WORKERS", workers),
+            ("OPSHUB_WEBHOOK_CONCURRENCY", slots),
+        ],
+    )
+    .await
+}
+
+/// (handed, claimed) attempts as `/metrics` reports them.
+async fn attempt_counts(app: &TestApp) -> (u64, u64) {
+    let text = app.get("/metrics").await.text;
+    let read = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    (
+        read("opshub_webhook_attempts_handed_total "),
+        read("opshub_webhook_attempts_claimed_total "),
+    )
 }
 
 async fn create(app: &TestApp, url: &str, events: Value) -> Value {
@@ -971,4 +1003,63 @@ async fn concurrent_publishes_after_an_endpoint_change_never_deadlock() {
             );
         }
     }
+}
+
+/// With a free slot in this process, publish inserts the delivery leased to itself and
+/// hands it straight to the delivery loop: the first attempt needs no claim, and no other
+/// worker can claim it meanwhile.
+async fn hands_local_publishes_to_the_delivery_loop_without_a_claim(backend: Backend) {
+    let Some(app) = spawn_running(backend, "2", "8").await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    create(&app, &rx.url, json!(["hand.*"])).await;
+    let held = rx.held.lock().await;
+    publish(&app, "hand.first").await;
+    rx.wait_until(std::time::Duration::from_secs(10), |r| r.count() == 1)
+        .await;
+    // The attempt is in flight: the row is leased to this process, so another worker
+    // (a second instance on the same database) finds nothing to claim.
+    let other = opshub::app::App::build(crate::helpers::test_config(
+        &app.db,
+        &[("OPSHUB_WEBHOOK_WORKERS", "0")],
+    ))
+    .await
+    .expect("second instance");
+    let claimed = worker::run_once(&other.state, later(0))
+        .await
+        .expect("worker round");
+    assert_eq!(claimed, 0, "a handed delivery is leased");
+    drop(held);
+    for i in 0..5 {
+        publish(&app, &format!("hand.n{i}")).await;
+    }
+    rx.wait_until(std::time::Duration::from_secs(10), |r| r.count() == 6)
+        .await;
+    assert_eq!(
+        attempt_counts(&app).await,
+        (6, 0),
+        "every attempt was handed"
+    );
+    assert_eq!(rx.per_id().values().max(), Some(&1), "each sent once");
+}
+
+/// Publishes that find every slot busy are inserted unleased and claimed from the table
+/// when a slot frees up (here by the same process; any instance could).
+async fn publishes_beyond_free_slots_wait_in_the_table_for_a_claim(backend: Backend) {
+    let Some(app) = spawn_running(backend, "1", "1").await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    create(&app, &rx.url, json!(["slot.*"])).await;
+    let held = rx.held.lock().await;
+    publish(&app, "slot.first").await;
+    rx.wait_until(std::time::Duration::from_secs(10), |r| r.count() == 1)
+        .await;
+    publish(&app, "slot.second").await;
+    publish(&app, "slot.third").await;
+    drop(held);
+    rx.wait_until(std::time::Duration::from_secs(10), |r| r.count() == 3)
+        .await;
+    assert_eq!(attempt_counts(&app).await, (1, 2));
 }
