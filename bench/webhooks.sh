@@ -3,6 +3,7 @@
 # answers 200, with p50/p99 publish→receipt latency, on SQLite and PostgreSQL; beside it,
 # in the same run, the floor: a bare HTTP client posting the same bodies to the same receiver.
 # Usage: bench/webhooks.sh [events, default 20000] [concurrent publishers, default 32]
+# BACKENDS="postgres" (or "sqlite") runs one backend only.
 source "$(dirname "$0")/lib.sh"
 EVENTS="${1:-20000}"
 CONC="${2:-32}"
@@ -11,16 +12,22 @@ build_release
 GEN="$ROOT/target/release/examples/webhook_bench"
 export OPSHUB_WEBHOOK_ALLOW_PRIVATE=true
 
-tmp="$(mktemp -d)"
-echo "== sqlite ($EVENTS events, $CONC publishers)"
-start_server "sqlite://$tmp/bench.db"
-"$GEN" "$BASE" "$BENCH_TOKEN" "$EVENTS" "$CONC"
-stop_server
+BACKENDS="${BACKENDS:-sqlite postgres}"
 
-echo "== postgres ($EVENTS events, $CONC publishers)"
-pg_url="$(pg_fresh opshub_bench_wh)"
-start_server "$pg_url"
-"$GEN" "$BASE" "$BENCH_TOKEN" "$EVENTS" "$CONC"
-stop_server
-pg_drop opshub_bench_wh
-rm -rf "$tmp"
+if [[ " $BACKENDS " == *" sqlite "* ]]; then
+  tmp="$(mktemp -d)"
+  echo "== sqlite ($EVENTS events, $CONC publishers)"
+  start_server "sqlite://$tmp/bench.db"
+  "$GEN" "$BASE" "$BENCH_TOKEN" "$EVENTS" "$CONC"
+  stop_server
+  rm -rf "$tmp"
+fi
+
+if [[ " $BACKENDS " == *" postgres "* ]]; then
+  echo "== postgres ($EVENTS events, $CONC publishers)"
+  pg_url="$(pg_fresh opshub_bench_wh 2>/dev/null)"
+  start_server "$pg_url"
+  "$GEN" "$BASE" "$BENCH_TOKEN" "$EVENTS" "$CONC"
+  stop_server
+  pg_drop opshub_bench_wh
+fi

@@ -47,8 +47,13 @@ pub struct Webhooks {
     /// Deliveries publish leased to this process, on their way to its delivery loops.
     pub handoff: handoff::Handoff,
     pub sender: deliver::Sender,
-    pub wake: tokio::sync::Notify,
+    /// Rung when deliveries become claimable in the table (see [`Webhooks::queued`]).
+    wake: tokio::sync::Notify,
+    /// How many times it was rung: a loop busy when it rang still sees that it did.
+    wakes: std::sync::atomic::AtomicU64,
     pub worker_id: String,
+    /// Endpoints whose failure clock this process cleared, and when (see `worker.rs`).
+    cleared: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 /// The routing index as of one generation; shared, immutable, replaced whole.
@@ -83,6 +88,8 @@ impl Webhooks {
             handoff: handoff::Handoff::default(),
             sender: deliver::Sender::new(config),
             wake: tokio::sync::Notify::new(),
+            wakes: std::sync::atomic::AtomicU64::new(0),
+            cleared: std::sync::Mutex::default(),
             worker_id: format!(
                 "{}-{}",
                 std::process::id(),
@@ -118,6 +125,14 @@ impl Webhooks {
             *slot = Some(fresh.clone());
         }
         Ok(fresh)
+    }
+
+    /// Deliveries became claimable in the table (queued unleased, re-queued): the loops
+    /// claim at their next turn.
+    pub fn queued(&self) {
+        self.wakes
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.wake.notify_waiters();
     }
 
     fn current(&self) -> Option<Arc<Indexed>> {

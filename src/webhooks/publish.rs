@@ -203,7 +203,7 @@ async fn commit_rows(
     tx.commit().await?;
     // Handed deliveries ring the hand-off; the rest wait in the table for a claim.
     if deliveries.len() > handed.len() {
-        app.webhooks.wake.notify_waiters();
+        app.webhooks.queued();
     }
     Ok(results)
 }
@@ -232,7 +232,7 @@ async fn publish_one(app: &AppState, job: &Job) -> ApiResult<Published> {
     store::insert_deliveries(&app.db, &mut tx, &deliveries).await?;
     tx.commit().await?;
     if !deliveries.is_empty() {
-        app.webhooks.wake.notify_waiters();
+        app.webhooks.queued();
     }
     Ok(Published::New(targets.len() as i64))
 }
@@ -325,7 +325,7 @@ pub async fn send_test(app: &AppState, id: &str) -> ApiResult<DeliveryView> {
     let delivery = store::NewDeliveryRow::new(&event_id, &w.id, &now);
     store::insert_deliveries(&app.db, &mut tx, &[delivery]).await?;
     tx.commit().await?;
-    app.webhooks.wake.notify_waiters();
+    app.webhooks.queued();
     let page = queue::list_deliveries(&app.db, Some(&w.id), None, None, 1).await?;
     page.into_iter()
         .next()
@@ -377,7 +377,7 @@ pub async fn retry(app: &AppState, id: &str) -> ApiResult<DeliveryDetail> {
         ));
     }
     queue::requeue(&app.db, Some(id), None, &time::now()).await?;
-    app.webhooks.wake.notify_waiters();
+    app.webhooks.queued();
     delivery(app, id).await
 }
 
@@ -401,7 +401,7 @@ pub async fn recover(app: &AppState, req: model::RecoverRequest) -> ApiResult<u6
     )
     .await?;
     if n > 0 {
-        app.webhooks.wake.notify_waiters();
+        app.webhooks.queued();
     }
     Ok(n)
 }

@@ -27,6 +27,9 @@ use crate::db::time;
 /// them too.
 const BATCH: usize = 256;
 
+/// The longest a loop with free slots goes without looking for due deliveries in the table.
+const CLAIM_EVERY: Duration = Duration::from_secs(1);
+
 /// How long finished attempts wait to be recorded together.
 const RECORD_LINGER: Duration = Duration::from_millis(5);
 
@@ -48,11 +51,28 @@ pub async fn run(app: AppState) {
     // publishing (on SQLite for the one write lock). Leases run much longer than this.
     let mut finished: Vec<Finished> = Vec::new();
     let mut oldest: Option<tokio::time::Instant> = None;
-    // The last lease found fewer due deliveries than free slots: wait for a publish, a
-    // finished attempt or the 1 s tick (retries, other instances) before asking again.
+    // The last claim found fewer due deliveries than free slots: claim again when the
+    // table got new claimable rows here (the wake counter moved) or a second passed
+    // (retries coming due, other instances' rows, expired leases), not before. Finished
+    // attempts do not count: handed deliveries finish all the time, and a claim after each
+    // was most of the database's work while the table held nothing to claim.
     let mut idle = false;
+    let mut seen_wakes = 0;
+    let mut last_claim = tokio::time::Instant::now();
     loop {
         let stopping = app.shutdown.is_cancelled();
+        // Armed before the counter is read, so a ring between the two still wakes the select.
+        let woken = app.webhooks.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let wakes = app
+            .webhooks
+            .wakes
+            .load(std::sync::atomic::Ordering::Acquire);
+        if wakes != seen_wakes || last_claim.elapsed() >= CLAIM_EVERY {
+            seen_wakes = wakes;
+            idle = false;
+        }
         let linger_over = oldest.is_some_and(|t| t.elapsed() >= RECORD_LINGER);
         if !finished.is_empty()
             && (linger_over || inflight.is_empty() || stopping || finished.len() >= slots / 2)
@@ -104,7 +124,9 @@ pub async fn run(app: AppState) {
         }
         // Lease in batches: when a quarter of the slots is free, or everything is.
         let free = slots - inflight.len();
-        if !stopping && !idle && free > 0 && (free >= slots.div_ceil(4) || inflight.is_empty()) {
+        let room = !stopping && free > 0 && (free >= slots.div_ceil(4) || inflight.is_empty());
+        if room && !idle {
+            last_claim = tokio::time::Instant::now();
             match lease(&app, OffsetDateTime::now_utc(), free, &mut inflight).await {
                 Ok(n) => {
                     handoff.started(n);
@@ -130,12 +152,13 @@ pub async fn run(app: AppState) {
                     }
                 }
                 oldest.get_or_insert_with(tokio::time::Instant::now);
-                idle = false;
             }
             () = tokio::time::sleep_until(record_at.unwrap_or_else(tokio::time::Instant::now)), if record_at.is_some() => {}
-            _ = app.webhooks.wake.notified(), if !stopping => idle = false,
+            () = &mut woken, if !stopping => {}
             () = &mut ready, if !stopping && inflight.len() < slots => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => idle = false,
+            // Without room a finished attempt wakes the loop; and only with room would the
+            // tick lead to a claim (a tick in the past must not spin the loop).
+            () = tokio::time::sleep_until(last_claim + CLAIM_EVERY), if room => {}
             _ = app.shutdown.cancelled(), if !stopping => {}
         }
     }
@@ -385,6 +408,39 @@ fn jitter() -> f64 {
     f64::from(u32::from_le_bytes([a, b, c, d])) / f64::from(u32::MAX) * 2.0 - 1.0
 }
 
+/// How often a process repeats clearing the failure clock of an endpoint that keeps
+/// succeeding. Every round of successes used to write it (a no-op update, but a statement
+/// and a commit per round); a failure this process records makes the next success clear it
+/// at once, and one recorded by another instance is cleared within this time.
+const CLEAR_EVERY: Duration = Duration::from_secs(1);
+
+/// True when this process cleared `id`'s failure clock within [`CLEAR_EVERY`]; otherwise
+/// notes that it is about to.
+fn recently_cleared(app: &AppState, id: &str) -> bool {
+    let mut cleared = app
+        .webhooks
+        .cleared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let now = tokio::time::Instant::now();
+    if cleared.get(id).is_some_and(|t| now - *t < CLEAR_EVERY) {
+        return true;
+    }
+    if cleared.len() > 4096 {
+        cleared.retain(|_, t| now - *t < CLEAR_EVERY);
+    }
+    cleared.insert(id.to_string(), now);
+    false
+}
+
+fn forget_cleared(app: &AppState, id: &str) {
+    app.webhooks
+        .cleared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(id);
+}
+
 /// Updates each endpoint's failure clock once per round: a success clears it, a failure
 /// starts it, 410 or failing for longer than the limit disables the endpoint.
 async fn apply_health(
@@ -409,8 +465,17 @@ async fn apply_health(
     }
     let now_text = time::format(now);
     for (id, h) in verdict {
+        if !matches!(h, Health::Succeeded(_)) {
+            forget_cleared(app, id);
+        }
         match h {
-            Health::Succeeded(_) => store::clear_failing(&app.db, id).await?,
+            Health::Succeeded(_) if recently_cleared(app, id) => {}
+            Health::Succeeded(_) => {
+                if let Err(e) = store::clear_failing(&app.db, id).await {
+                    forget_cleared(app, id);
+                    return Err(e.into());
+                }
+            }
             Health::Gone(_) => {
                 store::disable(
                     &app.db,

@@ -27,6 +27,7 @@ backend_tests!(
     rotated_secret_signs_beside_the_new_one,
     hands_local_publishes_to_the_delivery_loop_without_a_claim,
     publishes_beyond_free_slots_wait_in_the_table_for_a_claim,
+    a_success_right_after_a_failure_clears_the_failure_clock,
 );
 
 /// One scripted answer: status and extra headers.
@@ -1062,4 +1063,34 @@ async fn publishes_beyond_free_slots_wait_in_the_table_for_a_claim(backend: Back
     rx.wait_until(std::time::Duration::from_secs(10), |r| r.count() == 3)
         .await;
     assert_eq!(attempt_counts(&app).await, (1, 2));
+}
+
+/// A process writes "healthy again" at most once a second per endpoint while successes
+/// continue; a failure it records in between must make the next success clear at once.
+async fn a_success_right_after_a_failure_clears_the_failure_clock(backend: Backend) {
+    let Some(app) = spawn(backend).await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let hook = create(&app, &rx.url, json!(["*"])).await;
+    let id = hook["id"].as_str().expect("id").to_string();
+    let failing_since = || async {
+        let db = &app.state.db;
+        sqlx::query(db.sql("SELECT failing_since FROM opshub_webhooks WHERE id = ?"))
+            .bind(&id)
+            .fetch_one(db.pool())
+            .await
+            .expect("row")
+            .get::<Option<String>, _>(0)
+    };
+    for (n, status) in [500, 200, 500, 200].into_iter().enumerate() {
+        rx.answer(status, vec![]);
+        publish(&app, &format!("clock.{n}")).await;
+        assert_eq!(round(&app, OffsetDateTime::now_utc()).await, 1);
+        assert_eq!(
+            failing_since().await.is_some(),
+            status == 500,
+            "after answer {n} ({status})"
+        );
+    }
 }
