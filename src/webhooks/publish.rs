@@ -138,22 +138,38 @@ async fn commit_batch(app: &AppState, jobs: &[Job]) -> ApiResult<Vec<Published>>
     result
 }
 
-/// The transaction of [`commit_batch`]; the first `lease` new deliveries are leased to this
-/// process and pushed onto `handed`.
+/// Writes a batch; the first `lease` new deliveries are leased to this process and pushed
+/// onto `handed`. PostgreSQL takes the whole batch in one statement (see
+/// [`store::publish_pg`]); the others a transaction.
 async fn commit_rows(
     app: &AppState,
     jobs: &[Job],
     lease: usize,
     handed: &mut Vec<queue::Claimed>,
 ) -> ApiResult<Vec<Published>> {
+    if app.db.dialect() == crate::db::Dialect::Postgres && jobs.len() <= store::PG_BATCH_EVENTS {
+        return commit_rows_pg(app, jobs, lease, handed).await;
+    }
+    commit_rows_tx(app, jobs, lease, handed).await
+}
+
+/// [`commit_rows`] as one transaction (any database).
+async fn commit_rows_tx(
+    app: &AppState,
+    jobs: &[Job],
+    lease: usize,
+    handed: &mut Vec<queue::Claimed>,
+) -> ApiResult<Vec<Published>> {
+    handed.clear();
     let (mut tx, index) = routed_tx(app).await?;
+    let (_, lease_until) = super::worker::lease_window(app, ::time::OffsetDateTime::now_utc());
     // Ids opshub made are new by construction; only chosen ones may exist already.
     let chosen: Vec<&str> = jobs
         .iter()
         .filter(|j| j.chosen)
         .map(|j| j.id.as_str())
         .collect();
-    let mut seen: HashSet<String> = if chosen.is_empty() {
+    let stored: HashSet<String> = if chosen.is_empty() {
         HashSet::new()
     } else {
         store::existing_events(&app.db, &mut tx, &chosen)
@@ -161,51 +177,140 @@ async fn commit_rows(
             .into_iter()
             .collect()
     };
-    let mut routes: HashMap<&str, Vec<String>> = HashMap::new();
-    for job in jobs {
-        routes
-            .entry(&job.event_type)
-            .or_insert_with(|| index.matches(&job.event_type));
-    }
-    let (_, lease_until) = super::worker::lease_window(app, ::time::OffsetDateTime::now_utc());
-    let worker = app.webhooks.worker_id.as_str();
-    let (mut events, mut deliveries, mut results) = (Vec::new(), Vec::new(), Vec::new());
-    for job in jobs {
-        if !seen.insert(job.id.clone()) {
-            results.push(Published::Repeat);
-            continue;
-        }
-        let targets = &routes[job.event_type.as_str()];
-        events.push(store::NewEventRow {
-            id: &job.id,
-            event_type: &job.event_type,
-            body: &job.body,
-            at: &job.at,
-        });
-        for w in targets {
-            let mut row = store::NewDeliveryRow::new(&job.id, w, &job.at);
-            if handed.len() < lease {
-                row.leased = Some((lease_until.as_str(), worker));
-                handed.push(queue::Claimed {
-                    id: row.id.clone(),
-                    attempts: 0,
-                    event_id: job.id.clone(),
-                    webhook_id: w.clone(),
-                    body: job.body.clone(),
-                });
-            }
-            deliveries.push(row);
-        }
-        results.push(Published::New(targets.len() as i64));
-    }
-    store::insert_events(&app.db, &mut tx, &events).await?;
-    store::insert_deliveries(&app.db, &mut tx, &deliveries).await?;
+    let rows = Rows::plan(app, jobs, &index, stored, (lease, &lease_until), handed);
+    store::insert_events(&app.db, &mut tx, &rows.events).await?;
+    store::insert_deliveries(&app.db, &mut tx, &rows.deliveries).await?;
     tx.commit().await?;
-    // Handed deliveries ring the hand-off; the rest wait in the table for a claim.
-    if deliveries.len() > handed.len() {
+    if rows.deliveries.len() > handed.len() {
         app.webhooks.queued();
     }
-    Ok(results)
+    Ok(rows.results)
+}
+
+/// PostgreSQL: the batch is one statement, one round trip instead of five (BEGIN, the
+/// generation, two INSERTs, COMMIT). The statement inserts only if the endpoint generation
+/// is the one the rows were routed with; otherwise the index is reloaded and the batch
+/// routed again. Events whose id exists (an idempotency key, perhaps committed by another
+/// instance a moment ago) are skipped by the database and answered as repeats.
+async fn commit_rows_pg(
+    app: &AppState,
+    jobs: &[Job],
+    lease: usize,
+    handed: &mut Vec<queue::Claimed>,
+) -> ApiResult<Vec<Published>> {
+    let (_, lease_until) = super::worker::lease_window(app, ::time::OffsetDateTime::now_utc());
+    let mut index = match app.webhooks.current() {
+        Some(index) => index,
+        None => {
+            let generation = store::generation(&app.db, app.db.pool()).await?;
+            app.webhooks.endpoints(&app.db, generation).await?
+        }
+    };
+    for _ in 0..5 {
+        handed.clear();
+        let mut rows = Rows::plan(
+            app,
+            jobs,
+            &index,
+            HashSet::new(),
+            (lease, &lease_until),
+            handed,
+        );
+        if rows.deliveries.len() > store::PG_BATCH_DELIVERIES {
+            // Many endpoints per event: the transaction path chunks the rows.
+            drop(rows);
+            return commit_rows_tx(app, jobs, lease, handed).await;
+        }
+        let outcome =
+            store::publish_pg(&app.db, index.generation, &rows.events, &rows.deliveries).await?;
+        let Some(inserted) = outcome.inserted else {
+            index = app.webhooks.endpoints(&app.db, outcome.generation).await?;
+            continue;
+        };
+        // Events the database skipped exist already: repeats, with nothing handed.
+        for (job, result) in jobs.iter().zip(rows.results.iter_mut()) {
+            if matches!(result, Published::New(_)) && !inserted.contains(&job.id) {
+                *result = Published::Repeat;
+            }
+        }
+        handed.retain(|d| inserted.contains(&d.event_id));
+        let queued = rows
+            .deliveries
+            .iter()
+            .filter(|d| inserted.contains(d.event_id))
+            .count();
+        if queued > handed.len() {
+            app.webhooks.queued();
+        }
+        return Ok(rows.results);
+    }
+    Err(ApiError::Unavailable(
+        "webhook endpoints keep changing; try again".into(),
+    ))
+}
+
+/// A batch's rows, routed with one index.
+struct Rows<'a> {
+    events: Vec<store::NewEventRow<'a>>,
+    deliveries: Vec<store::NewDeliveryRow<'a>>,
+    /// One per job, in order.
+    results: Vec<Published>,
+}
+
+impl<'a> Rows<'a> {
+    /// Routes `jobs` (skipping ids in `seen` and repeats within the batch) and leases the
+    /// first `lease` deliveries to this process until `lease_until`, recording them in
+    /// `handed`.
+    fn plan(
+        app: &'a AppState,
+        jobs: &'a [Job],
+        index: &Indexed,
+        mut seen: HashSet<String>,
+        (lease, lease_until): (usize, &'a str),
+        handed: &mut Vec<queue::Claimed>,
+    ) -> Rows<'a> {
+        let mut routes: HashMap<&str, Vec<String>> = HashMap::new();
+        for job in jobs {
+            routes
+                .entry(&job.event_type)
+                .or_insert_with(|| index.matches(&job.event_type));
+        }
+        let worker = app.webhooks.worker_id.as_str();
+        let mut rows = Rows {
+            events: Vec::new(),
+            deliveries: Vec::new(),
+            results: Vec::new(),
+        };
+        for job in jobs {
+            if !seen.insert(job.id.clone()) {
+                rows.results.push(Published::Repeat);
+                continue;
+            }
+            let targets = &routes[job.event_type.as_str()];
+            rows.events.push(store::NewEventRow {
+                id: &job.id,
+                event_type: &job.event_type,
+                body: &job.body,
+                at: &job.at,
+            });
+            for w in targets {
+                let mut row = store::NewDeliveryRow::new(&job.id, w, &job.at);
+                if handed.len() < lease {
+                    row.leased = Some((lease_until, worker));
+                    handed.push(queue::Claimed {
+                        id: row.id.clone(),
+                        attempts: 0,
+                        event_id: job.id.clone(),
+                        webhook_id: w.clone(),
+                        body: job.body.clone(),
+                    });
+                }
+                rows.deliveries.push(row);
+            }
+            rows.results.push(Published::New(targets.len() as i64));
+        }
+        rows
+    }
 }
 
 /// One event in its own transaction (the fallback when a batch fails).

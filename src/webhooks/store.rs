@@ -1,5 +1,7 @@
 //! SQL for endpoints, events, deliveries and attempts, and nothing else.
 
+use std::collections::HashSet;
+
 use sqlx::{Any, AnyConnection, Executor, Row};
 
 use super::model::Webhook;
@@ -224,7 +226,7 @@ pub async fn insert_deliveries(
             q = q
                 .bind(d.id.clone())
                 .bind(d.event_id)
-                .bind(d.webhook_id)
+                .bind(d.webhook_id.clone())
                 .bind(d.at)
                 .bind(d.at)
                 .bind(d.at)
@@ -236,22 +238,113 @@ pub async fn insert_deliveries(
     Ok(())
 }
 
+/// Most events, and deliveries, [`publish_pg`] takes in one statement.
+pub const PG_BATCH_EVENTS: usize = 512;
+pub const PG_BATCH_DELIVERIES: usize = 2048;
+
+/// What [`publish_pg`] did.
+pub struct PgPublished {
+    /// The endpoint generation the database holds.
+    pub generation: i64,
+    /// Ids of the events inserted; `None` when the generation was not the expected one
+    /// (nothing was written).
+    pub inserted: Option<HashSet<String>>,
+}
+
+/// PostgreSQL: events and their deliveries in ONE statement (its own transaction), written
+/// only if the endpoint generation is `expected`. An event whose id exists is skipped
+/// with its deliveries (`ON CONFLICT DO NOTHING` waits for a concurrent insert of the same
+/// id to commit or roll back, so the answer is final).
+pub async fn publish_pg(
+    db: &Db,
+    expected: i64,
+    events: &[NewEventRow<'_>],
+    deliveries: &[NewDeliveryRow<'_>],
+) -> Result<PgPublished, sqlx::Error> {
+    let event_rows = vec!["(?, ?, ?, ?)"; events.len().max(1)].join(", ");
+    let delivery_rows = vec!["(?, ?, ?, ?, ?, ?)"; deliveries.len().max(1)].join(", ");
+    let sql = format!(
+        "WITH g AS (SELECT generation FROM opshub_webhooks_gen WHERE id = 1),
+         ev AS (
+             INSERT INTO opshub_events (id, type, body, created_at)
+             SELECT v.id, v.type, v.body, v.at FROM (VALUES {event_rows}) v (id, type, body, at)
+             WHERE v.id IS NOT NULL AND (SELECT generation FROM g) = ?
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id),
+         dl AS (
+             INSERT INTO opshub_deliveries (id, event_id, webhook_id, status, attempts,
+                 next_attempt_at, created_at, updated_at, lease_until, leased_by)
+             SELECT d.id, d.event_id, d.webhook_id, 'pending', 0, d.at, d.at, d.at, d.until, d.by
+             FROM (VALUES {delivery_rows}) d (id, event_id, webhook_id, at, until, by)
+             JOIN ev ON ev.id = d.event_id)
+         SELECT g.generation, ev.id FROM g LEFT JOIN ev ON true"
+    );
+    let mut q = sqlx::query(db.sql_dynamic(&sql));
+    if events.is_empty() {
+        q = q
+            .bind(None::<String>)
+            .bind(None::<String>)
+            .bind(None::<String>)
+            .bind(None::<String>);
+    }
+    for e in events {
+        q = q.bind(e.id).bind(e.event_type).bind(e.body).bind(e.at);
+    }
+    q = q.bind(expected);
+    if deliveries.is_empty() {
+        for _ in 0..6 {
+            q = q.bind(None::<String>);
+        }
+    }
+    for d in deliveries {
+        let (until, by) = d.leased.unzip();
+        q = q
+            .bind(d.id.clone())
+            .bind(d.event_id)
+            .bind(d.webhook_id.clone())
+            .bind(d.at)
+            .bind(until)
+            .bind(by);
+    }
+    let rows = q.fetch_all(db.pool()).await?;
+    let generation: i64 = match rows.first() {
+        Some(r) => r.try_get("generation")?,
+        None => return Err(sqlx::Error::RowNotFound),
+    };
+    if generation != expected {
+        return Ok(PgPublished {
+            generation,
+            inserted: None,
+        });
+    }
+    let mut inserted = HashSet::new();
+    for r in &rows {
+        if let Some(id) = r.try_get::<Option<String>, _>("id")? {
+            inserted.insert(id);
+        }
+    }
+    Ok(PgPublished {
+        generation,
+        inserted: Some(inserted),
+    })
+}
+
 /// One delivery to queue: an event for an endpoint, due at once.
 pub struct NewDeliveryRow<'a> {
     pub id: String,
     pub event_id: &'a str,
-    pub webhook_id: &'a str,
+    pub webhook_id: String,
     pub at: &'a str,
     /// Leased already (until, to which worker): handed to this process's loops.
     pub leased: Option<(&'a str, &'a str)>,
 }
 
 impl<'a> NewDeliveryRow<'a> {
-    pub fn new(event_id: &'a str, webhook_id: &'a str, at: &'a str) -> Self {
+    pub fn new(event_id: &'a str, webhook_id: &str, at: &'a str) -> Self {
         NewDeliveryRow {
             id: uuid::Uuid::now_v7().to_string(),
             event_id,
-            webhook_id,
+            webhook_id: webhook_id.to_string(),
             at,
             leased: None,
         }

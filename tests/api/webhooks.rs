@@ -28,6 +28,7 @@ backend_tests!(
     hands_local_publishes_to_the_delivery_loop_without_a_claim,
     publishes_beyond_free_slots_wait_in_the_table_for_a_claim,
     a_success_right_after_a_failure_clears_the_failure_clock,
+    publishes_route_to_endpoints_another_instance_changed,
 );
 
 /// One scripted answer: status and extra headers.
@@ -1093,4 +1094,57 @@ async fn a_success_right_after_a_failure_clears_the_failure_clock(backend: Backe
             "after answer {n} ({status})"
         );
     }
+}
+
+/// Each instance routes with an in-memory index; an endpoint created, disabled or deleted
+/// on another instance must still be honoured by the very next publish here (the publish
+/// checks the endpoint generation in the same transaction or statement as its writes).
+async fn publishes_route_to_endpoints_another_instance_changed(backend: Backend) {
+    let Some(app) = spawn(backend).await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let first = create(&app, &rx.url, json!(["route.*"])).await;
+    assert_eq!(publish(&app, "route.a").await["deliveries"], 1);
+    let other = opshub::app::App::build(crate::helpers::test_config(
+        &app.db,
+        &[
+            ("OPSHUB_WEBHOOK_WORKERS", "0"),
+            ("OPSHUB_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ],
+    ))
+    .await
+    .expect("second instance");
+    let new = |name: &str| {
+        serde_json::from_value(json!({"name": name, "endpoint": rx.url, "events": ["route.*"]}))
+            .expect("new webhook")
+    };
+    opshub::webhooks::create(&other.state, new("elsewhere"))
+        .await
+        .expect("created on the other instance");
+    assert_eq!(publish(&app, "route.b").await["deliveries"], 2);
+    let id = first["id"].as_str().expect("id");
+    opshub::webhooks::delete(&other.state, id)
+        .await
+        .expect("deleted on the other instance");
+    assert_eq!(publish(&app, "route.c").await["deliveries"], 1);
+    // With a chosen id, in a batch with a repeat of an id stored before.
+    let again = app
+        .post(
+            "/api/v1/events",
+            json!({"type": "route.d", "payload": {}, "id": "evt-route"}),
+        )
+        .await;
+    again.assert_status(202);
+    let repeat = app
+        .post(
+            "/api/v1/events",
+            json!({"type": "route.d", "payload": {}, "id": "evt-route"}),
+        )
+        .await;
+    assert_eq!(
+        (repeat.status, &repeat.json["duplicate"]),
+        (200, &json!(true))
+    );
+    assert_eq!(repeat.json["deliveries"], 1);
 }
