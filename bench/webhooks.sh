@@ -3,7 +3,8 @@
 # answers 200, with p50/p99 publish→receipt latency, on SQLite and PostgreSQL; beside it,
 # in the same run, the floor: a bare HTTP client posting the same bodies to the same receiver.
 # Usage: bench/webhooks.sh [events, default 20000] [concurrent publishers, default 32]
-# BACKENDS="postgres" (or "sqlite") runs one backend only.
+# BACKENDS="postgres" (or "sqlite") runs one backend only. Also prints the CPU time opshub
+# and PostgreSQL spent per delivery (from /proc; ticks of 10 ms).
 source "$(dirname "$0")/lib.sh"
 EVENTS="${1:-20000}"
 CONC="${2:-32}"
@@ -18,7 +19,7 @@ if [[ " $BACKENDS " == *" sqlite "* ]]; then
   tmp="$(mktemp -d)"
   echo "== sqlite ($EVENTS events, $CONC publishers)"
   start_server "sqlite://$tmp/bench.db"
-  "$GEN" "$BASE" "$BENCH_TOKEN" "$EVENTS" "$CONC"
+  "$GEN" "$BASE" "$BENCH_TOKEN" "$EVENTS" "$CONC" "$SERVER_PID"
   stop_server
   rm -rf "$tmp"
 fi
@@ -27,7 +28,7 @@ if [[ " $BACKENDS " == *" postgres "* ]]; then
   echo "== postgres ($EVENTS events, $CONC publishers)"
   pg_url="$(pg_fresh opshub_bench_wh 2>/dev/null)"
   start_server "$pg_url"
-  "$GEN" "$BASE" "$BENCH_TOKEN" "$EVENTS" "$CONC"
+  "$GEN" "$BASE" "$BENCH_TOKEN" "$EVENTS" "$CONC" "$SERVER_PID"
   stop_server
   pg_drop opshub_bench_wh
 fi

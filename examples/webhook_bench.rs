@@ -3,7 +3,11 @@
 //! publish→receipt latency; then measures the floor, a bare HTTP client posting bodies of
 //! the same size to the same receiver. Prints figures; asserts nothing.
 //!
-//! Usage: webhook_bench BASE_URL TOKEN EVENTS CONCURRENCY
+//! Usage: webhook_bench BASE_URL TOKEN EVENTS CONCURRENCY [SERVER_PID]
+//!
+//! With SERVER_PID (Linux), it also prints the CPU time the server process and every
+//! `postgres` process on the machine spent per delivery, from publish start to the last
+//! receipt: a figure that moves less than throughput on a shared machine.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -47,6 +51,41 @@ async fn receiver(seen: Arc<Mutex<Seen>>) -> String {
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await.expect("receiver") });
     url
+}
+
+/// CPU clock ticks (utime + stime, USER_HZ = 100 on Linux) of the process `pid`, and of
+/// every process named `postgres` (backends, writers, autovacuum).
+fn cpu_ticks(pid: u32) -> (u64, u64) {
+    let ticks = |stat: &str| -> Option<(String, u64)> {
+        let (head, rest) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1.to_string();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // After the comm: state is field 3, utime 14 and stime 15 (1-based over the line).
+        Some((
+            comm,
+            f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+        ))
+    };
+    let (mut server, mut pg) = (0, 0);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(p) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Some((comm, t)) = std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .as_deref()
+            .and_then(ticks)
+        else {
+            continue;
+        };
+        if p == pid {
+            server += t;
+        } else if comm == "postgres" {
+            pg += t;
+        }
+    }
+    (server, pg)
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -109,6 +148,7 @@ async fn main() {
     let (base, token) = (args[1].clone(), args[2].clone());
     let n: usize = args[3].parse().expect("EVENTS");
     let conc: usize = args[4].parse().expect("CONCURRENCY");
+    let server_pid: Option<u32> = args.get(5).and_then(|p| p.parse().ok());
 
     let seen = Arc::new(Mutex::new(Seen {
         target: n,
@@ -125,6 +165,7 @@ async fn main() {
         .expect("create webhook");
     assert_eq!(r.status(), 201, "create webhook");
 
+    let cpu_before = server_pid.map(cpu_ticks);
     let start = Instant::now();
     let (b, t) = (base.clone(), token.clone());
     drive(
@@ -139,7 +180,21 @@ async fn main() {
     .await;
     let published = start.elapsed();
     match wait_done(&seen, Duration::from_secs(600)).await {
-        Some(done) => report("opshub publish → receipt", n, done - start, &seen),
+        Some(done) => {
+            report("opshub publish → receipt", n, done - start, &seen);
+            if let (Some(pid), Some((s0, p0))) = (server_pid, cpu_before) {
+                let (s1, p1) = cpu_ticks(pid);
+                // Ticks are 10 ms; per delivery in µs.
+                let per = |t: u64| t as f64 * 10_000.0 / n as f64;
+                println!(
+                    "{:<38} {:>9.0} µs opshub + {:.0} µs postgres = {:.0} µs per delivery",
+                    "  (CPU time)",
+                    per(s1 - s0),
+                    per(p1.saturating_sub(p0)),
+                    per(s1 - s0 + p1.saturating_sub(p0))
+                );
+            }
+        }
         None => println!(
             "opshub: only {} of {n} delivered within 600 s",
             seen.lock().expect("lock").latencies_us.len()
