@@ -222,16 +222,7 @@ pub async fn insert_deliveries(
         );
         let mut q = sqlx::query(db.sql_dynamic(&sql));
         for d in chunk {
-            let (until, by) = d.leased.unzip();
-            q = q
-                .bind(d.id.clone())
-                .bind(d.event_id)
-                .bind(d.webhook_id.clone())
-                .bind(d.at)
-                .bind(d.at)
-                .bind(d.at)
-                .bind(until)
-                .bind(by);
+            q = bind_delivery(q, d, 3);
         }
         q.execute(&mut *conn).await?;
     }
@@ -297,14 +288,7 @@ pub async fn publish_pg(
         }
     }
     for d in deliveries {
-        let (until, by) = d.leased.unzip();
-        q = q
-            .bind(d.id.clone())
-            .bind(d.event_id)
-            .bind(d.webhook_id.clone())
-            .bind(d.at)
-            .bind(until)
-            .bind(by);
+        q = bind_delivery(q, d, 1);
     }
     let rows = q.fetch_all(db.pool()).await?;
     let generation: i64 = match rows.first() {
@@ -327,6 +311,23 @@ pub async fn publish_pg(
         generation,
         inserted: Some(inserted),
     })
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+/// Binds a delivery row: id, event, endpoint, its time `ats` times (due, created,
+/// updated), then the lease (until, by).
+fn bind_delivery<'q>(mut q: AnyQuery<'q>, d: &NewDeliveryRow<'_>, ats: usize) -> AnyQuery<'q> {
+    q = q
+        .bind(d.id.clone())
+        .bind(d.event_id.to_string())
+        .bind(d.webhook_id.clone());
+    for _ in 0..ats {
+        q = q.bind(d.at.to_string());
+    }
+    let (until, by) = d.leased.unzip();
+    q.bind(until.map(str::to_string))
+        .bind(by.map(str::to_string))
 }
 
 /// One delivery to queue: an event for an endpoint, due at once.
