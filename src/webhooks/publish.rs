@@ -126,41 +126,36 @@ async fn lead(app: AppState) {
 /// many deliveries as this process's delivery loops have free slots for are inserted
 /// leased to it and handed to the loops after the commit (see [`super::handoff`]).
 async fn commit_batch(app: &AppState, jobs: &[Job]) -> ApiResult<Vec<Published>> {
-    let handoff = &app.webhooks.handoff;
     let mut handed = Vec::new();
-    let granted = if app.shutdown.is_cancelled() {
-        0
-    } else {
-        handoff.reserve(jobs.len())
-    };
-    let result = commit_rows(app, jobs, granted, &mut handed).await;
-    handoff.hand(granted, if result.is_ok() { handed } else { Vec::new() });
+    let mut granted = 0;
+    let result = commit_rows(app, jobs, &mut granted, &mut handed).await;
+    let handed = if result.is_ok() { handed } else { Vec::new() };
+    app.webhooks.handoff.hand(granted, handed);
     result
 }
 
-/// Writes a batch; the first `lease` new deliveries are leased to this process and pushed
-/// onto `handed`. PostgreSQL takes the whole batch in one statement (see
+/// Writes a batch; the deliveries the local loops have room for (`granted`) are leased to
+/// this process and pushed onto `handed`. PostgreSQL takes the whole batch in one statement (see
 /// [`store::publish_pg`]); the others a transaction.
 async fn commit_rows(
     app: &AppState,
     jobs: &[Job],
-    lease: usize,
+    granted: &mut usize,
     handed: &mut Vec<queue::Claimed>,
 ) -> ApiResult<Vec<Published>> {
     if app.db.dialect() == crate::db::Dialect::Postgres && jobs.len() <= store::PG_BATCH_EVENTS {
-        return commit_rows_pg(app, jobs, lease, handed).await;
+        return commit_rows_pg(app, jobs, granted, handed).await;
     }
-    commit_rows_tx(app, jobs, lease, handed).await
+    commit_rows_tx(app, jobs, granted, handed).await
 }
 
 /// [`commit_rows`] as one transaction (any database).
 async fn commit_rows_tx(
     app: &AppState,
     jobs: &[Job],
-    lease: usize,
+    granted: &mut usize,
     handed: &mut Vec<queue::Claimed>,
 ) -> ApiResult<Vec<Published>> {
-    handed.clear();
     let (mut tx, index) = routed_tx(app).await?;
     let (_, lease_until) = super::worker::lease_window(app, ::time::OffsetDateTime::now_utc());
     // Ids opshub made are new by construction; only chosen ones may exist already.
@@ -177,7 +172,7 @@ async fn commit_rows_tx(
             .into_iter()
             .collect()
     };
-    let rows = Rows::plan(app, jobs, &index, stored, (lease, &lease_until), handed);
+    let rows = Rows::plan(app, jobs, &index, stored, &lease_until, (granted, handed));
     store::insert_events(&app.db, &mut tx, &rows.events).await?;
     store::insert_deliveries(&app.db, &mut tx, &rows.deliveries).await?;
     tx.commit().await?;
@@ -195,7 +190,7 @@ async fn commit_rows_tx(
 async fn commit_rows_pg(
     app: &AppState,
     jobs: &[Job],
-    lease: usize,
+    granted: &mut usize,
     handed: &mut Vec<queue::Claimed>,
 ) -> ApiResult<Vec<Published>> {
     let (_, lease_until) = super::worker::lease_window(app, ::time::OffsetDateTime::now_utc());
@@ -207,19 +202,18 @@ async fn commit_rows_pg(
         }
     };
     for _ in 0..5 {
-        handed.clear();
         let mut rows = Rows::plan(
             app,
             jobs,
             &index,
             HashSet::new(),
-            (lease, &lease_until),
-            handed,
+            &lease_until,
+            (granted, handed),
         );
         if rows.deliveries.len() > store::PG_BATCH_DELIVERIES {
             // Many endpoints per event: the transaction path chunks the rows.
             drop(rows);
-            return commit_rows_tx(app, jobs, lease, handed).await;
+            return commit_rows_tx(app, jobs, granted, handed).await;
         }
         let outcome =
             store::publish_pg(&app.db, index.generation, &rows.events, &rows.deliveries).await?;
@@ -258,22 +252,32 @@ struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    /// Routes `jobs` (skipping ids in `seen` and repeats within the batch) and leases the
-    /// first `lease` deliveries to this process until `lease_until`, recording them in
+    /// Routes `jobs` (skipping ids in `seen` and repeats within the batch), reserves room
+    /// in this process's delivery loops (`granted`, given back by [`commit_batch`]) and
+    /// leases that many deliveries to this process until `lease_until`, recording them in
     /// `handed`.
     fn plan(
         app: &'a AppState,
         jobs: &'a [Job],
         index: &Indexed,
         mut seen: HashSet<String>,
-        (lease, lease_until): (usize, &'a str),
-        handed: &mut Vec<queue::Claimed>,
+        lease_until: &'a str,
+        (granted, handed): (&mut usize, &mut Vec<queue::Claimed>),
     ) -> Rows<'a> {
+        // A plan made before (an earlier try of this batch) gives its room back.
+        let handoff = &app.webhooks.handoff;
+        handoff.hand(std::mem::take(granted), Vec::new());
+        handed.clear();
         let mut routes: HashMap<&str, Vec<String>> = HashMap::new();
         for job in jobs {
             routes
                 .entry(&job.event_type)
                 .or_insert_with(|| index.matches(&job.event_type));
+        }
+        // Room in this process's delivery loops for as many deliveries as can start now.
+        if !app.shutdown.is_cancelled() {
+            let wanted = jobs.iter().map(|j| routes[j.event_type.as_str()].len());
+            *granted = handoff.reserve(wanted.sum());
         }
         let worker = app.webhooks.worker_id.as_str();
         let mut rows = Rows {
@@ -295,7 +299,7 @@ impl<'a> Rows<'a> {
             });
             for w in targets {
                 let mut row = store::NewDeliveryRow::new(&job.id, w, &job.at);
-                if handed.len() < lease {
+                if handed.len() < *granted {
                     row.leased = Some((lease_until, worker));
                     handed.push(queue::Claimed {
                         id: row.id.clone(),

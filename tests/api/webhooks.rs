@@ -1044,6 +1044,13 @@ async fn hands_local_publishes_to_the_delivery_loop_without_a_claim(backend: Bac
         "every attempt was handed"
     );
     assert_eq!(rx.per_id().values().max(), Some(&1), "each sent once");
+    // Fan-out: one event for three endpoints hands all three.
+    create(&app, &rx.url, json!(["hand.*"])).await;
+    create(&app, &rx.url, json!(["hand.*"])).await;
+    assert_eq!(publish(&app, "hand.fan").await["deliveries"], 3);
+    rx.wait_until(std::time::Duration::from_secs(10), |r| r.count() == 9)
+        .await;
+    assert_eq!(attempt_counts(&app).await, (9, 0));
 }
 
 /// Publishes that find every slot busy are inserted unleased and claimed from the table
