@@ -112,10 +112,14 @@ async fn survives_sigkill(backend: Backend) {
     let client = reqwest::Client::new();
     create_hook(&client, &server.addr, &rx.url).await;
     let addr = server.addr.clone();
-    let publishing = tokio::spawn(publish_range(vec![addr], 0, 1000, 8));
-    // Kill it once a few hundred deliveries are under way.
-    rx.wait_until(Duration::from_secs(60), |r| r.count() >= 200)
-        .await;
+    let progress = Progress::new(200);
+    let publishing = tokio::spawn(publish_with(vec![addr], 0, 1000, 8, progress.clone()));
+    // Kill it once 200 publishes are acknowledged (deliveries are under way by then; a
+    // delivery can even reach the receiver before its publish's answer reaches the client,
+    // so counting receipts would not tell how many were acknowledged).
+    tokio::time::timeout(Duration::from_secs(60), progress.reached.notified())
+        .await
+        .expect("200 publishes acknowledged");
     Command::new("kill")
         .args(["-KILL", &server.child.id().to_string()])
         .status()
