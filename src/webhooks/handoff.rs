@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use super::queue::Claimed;
 
-/// The longest a handed delivery may wait for a slot. Leases last the send timeout plus
-/// five seconds; starting within this leaves every attempt two seconds of lease spare.
+/// The longest a handed delivery may wait for a slot, counted from when its lease began
+/// (before the commit). Leases last the send timeout plus five seconds; starting within
+/// this leaves every attempt two seconds of lease spare.
 pub const STALE: Duration = Duration::from_secs(3);
 
 #[derive(Default)]
@@ -72,16 +73,24 @@ impl Handoff {
         granted
     }
 
-    /// Hands over committed deliveries (at most what was reserved) and returns the rest
-    /// of the reservation (`reserved` is what [`Handoff::reserve`] granted).
-    pub fn hand(&self, reserved: usize, deliveries: Vec<Claimed>) {
+    /// Gives back room reserved with [`Handoff::reserve`] and not used.
+    pub fn give_back(&self, reserved: usize) {
+        let mut s = self.lock();
+        s.reserved = s.reserved.saturating_sub(reserved);
+    }
+
+    /// Hands over committed deliveries whose leases began at `leased_at` (at most what was
+    /// reserved), and returns the reservation (`reserved`, what [`Handoff::reserve`]
+    /// granted). Staleness counts from `leased_at`, so a slow commit eats into the wait
+    /// allowed, not into the attempt's lease.
+    pub fn hand(&self, reserved: usize, deliveries: Vec<Claimed>, leased_at: Instant) {
         let mut s = self.lock();
         s.reserved = s.reserved.saturating_sub(reserved);
         if deliveries.is_empty() {
             return;
         }
-        let now = Instant::now();
-        s.queue.extend(deliveries.into_iter().map(|d| (now, d)));
+        s.queue
+            .extend(deliveries.into_iter().map(|d| (leased_at, d)));
         drop(s);
         self.ready.notify_waiters();
     }
@@ -154,18 +163,18 @@ mod tests {
         h.register(4, true);
         assert_eq!(h.reserve(3), 3);
         assert_eq!(h.reserve(3), 1, "one slot left");
-        h.hand(3, vec![delivery("a"), delivery("b")]);
-        h.hand(1, vec![]);
+        h.hand(3, vec![delivery("a"), delivery("b")], Instant::now());
+        h.give_back(1);
         assert_eq!(h.reserve(9), 2, "two queued, nothing reserved");
-        h.hand(2, vec![]);
+        h.give_back(2);
         let (taken, stale) = h.take(1);
         assert_eq!((taken[0].id.as_str(), stale), ("a", 0));
         assert_eq!(h.reserve(9), 2, "one busy, one queued");
-        h.hand(2, vec![]);
+        h.give_back(2);
         h.finished(1);
         h.started(2);
         assert_eq!(h.reserve(9), 1, "two busy from the table, one queued");
-        h.hand(1, vec![]);
+        h.give_back(1);
         h.register(4, false);
         assert_eq!(h.reserve(9), 0, "the loop stopped");
         assert_eq!(h.drain().len(), 1);
@@ -176,11 +185,12 @@ mod tests {
         let h = Handoff::default();
         h.register(2, true);
         let granted = h.reserve(2);
-        h.hand(granted, vec![delivery("old"), delivery("new")]);
-        {
-            let mut s = h.lock();
-            s.queue[0].0 = Instant::now() - STALE - Duration::from_millis(1);
-        }
+        h.hand(
+            1,
+            vec![delivery("old")],
+            Instant::now() - STALE - Duration::from_millis(1),
+        );
+        h.hand(granted - 1, vec![delivery("new")], Instant::now());
         let (taken, stale) = h.take(2);
         assert_eq!(stale, 1);
         assert_eq!(taken.len(), 1);

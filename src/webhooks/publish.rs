@@ -128,9 +128,11 @@ async fn lead(app: AppState) {
 async fn commit_batch(app: &AppState, jobs: &[Job]) -> ApiResult<Vec<Published>> {
     let mut handed = Vec::new();
     let mut granted = 0;
+    // No later than the start of any lease the batch writes.
+    let leased_at = std::time::Instant::now();
     let result = commit_rows(app, jobs, &mut granted, &mut handed).await;
     let handed = if result.is_ok() { handed } else { Vec::new() };
-    app.webhooks.handoff.hand(granted, handed);
+    app.webhooks.handoff.hand(granted, handed, leased_at);
     result
 }
 
@@ -266,7 +268,7 @@ impl<'a> Rows<'a> {
     ) -> Rows<'a> {
         // A plan made before (an earlier try of this batch) gives its room back.
         let handoff = &app.webhooks.handoff;
-        handoff.hand(std::mem::take(granted), Vec::new());
+        handoff.give_back(std::mem::take(granted));
         handed.clear();
         let mut routes: HashMap<&str, Vec<String>> = HashMap::new();
         for job in jobs {
