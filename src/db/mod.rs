@@ -58,6 +58,10 @@ pub struct Db {
     dialect: Dialect,
     pg_schema: Arc<str>,
     cache: Arc<RwLock<HashMap<usize, Arc<str>>>>,
+    /// SQLite: this process's write transactions queue here, woken in turn, instead of
+    /// meeting SQLite's lock and its busy handler, which polls with sleeps growing to
+    /// 100 ms (the source of SQLite's tail latency under concurrent writers).
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -128,6 +132,7 @@ impl Db {
             dialect,
             pg_schema: Arc::from(opts.pg_schema.as_str()),
             cache: Arc::default(),
+            writer: Arc::default(),
         })
     }
 
@@ -166,14 +171,28 @@ impl Db {
     /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so two writers queue on
     /// the busy timeout instead of one failing when its read lock cannot be upgraded.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        let turn = self.write_turn().await;
         let tx = match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             _ => self.pool.begin().await?,
         };
-        Ok(WriteTx { tx: Some(tx) })
+        Ok(WriteTx {
+            tx: Some(tx),
+            _turn: turn,
+        })
     }
 
-    /// [`Db::begin_write`] on a connection the caller holds (a long-lived writer's).
+    /// SQLite: waits for this process's turn to write (held by every [`WriteTx`]); a
+    /// long-lived writer holds it around its own writes. `None` elsewhere (row locks).
+    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self.dialect {
+            Dialect::Sqlite => Some(self.writer.clone().lock_owned().await),
+            _ => None,
+        }
+    }
+
+    /// [`Db::begin_write`] on a connection the caller holds (a long-lived writer's), which
+    /// also holds its [`Db::write_turn`].
     pub async fn begin_write_on<'c>(
         &self,
         conn: &'c mut sqlx::AnyConnection,
@@ -203,6 +222,8 @@ impl Db {
 /// next-key locks (which made `SKIP LOCKED` claims skip due rows).
 pub struct WriteTx {
     tx: Option<Transaction<'static, Any>>,
+    /// SQLite: this process's writer turn, held until the commit or rollback is done.
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
@@ -236,10 +257,12 @@ impl Drop for WriteTx {
         if let Some(tx) = self.tx.take()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
+            let turn = self._turn.take();
             rt.spawn(async move {
                 if let Err(e) = tx.rollback().await {
                     tracing::warn!(error = %e, "rollback of an abandoned transaction failed");
                 }
+                drop(turn);
             });
         }
     }
@@ -426,6 +449,63 @@ pub fn pow2_chunks<T>(mut items: &[T], max: usize) -> Vec<&[T]> {
         items = rest;
     }
     runs
+}
+
+#[cfg(test)]
+mod turn_tests {
+    use super::*;
+
+    /// SQLite writers of one process queue for their turn; a transaction dropped
+    /// uncommitted rolls back and then passes the turn on (no writer waits forever).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_writers_take_turns_and_an_abandoned_one_passes_its_turn_on() {
+        let dir = std::env::temp_dir().join(format!("opshub-turn-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let db = Db::connect(&DbOptions {
+            url: format!("sqlite://{}/t.db", dir.display()),
+            pg_schema: "opshub".into(),
+            max_connections: 4,
+        })
+        .await
+        .expect("connect");
+        sqlx::query("CREATE TABLE t (n INTEGER NOT NULL)")
+            .execute(db.pool())
+            .await
+            .expect("table");
+        let mut abandoned = db.begin_write().await.expect("first writer");
+        sqlx::query("INSERT INTO t (n) VALUES (-1)")
+            .execute(&mut *abandoned)
+            .await
+            .expect("insert");
+        let writers: Vec<_> = (0..20)
+            .map(|n| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let mut tx = db.begin_write().await?;
+                    sqlx::query("INSERT INTO t (n) VALUES (?)")
+                        .bind(n)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await
+                })
+            })
+            .collect();
+        drop(abandoned);
+        for w in writers {
+            tokio::time::timeout(Duration::from_secs(10), w)
+                .await
+                .expect("every writer gets its turn")
+                .expect("task")
+                .expect("write");
+        }
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT n FROM t ORDER BY n")
+            .fetch_all(db.pool())
+            .await
+            .expect("rows");
+        assert_eq!(rows, (0..20).collect::<Vec<i64>>(), "the abandoned row rolled back");
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 #[cfg(test)]

@@ -133,6 +133,8 @@ async fn write_batch(
     state: &mut State,
     mut captures: Vec<Capture>,
 ) -> Result<i64, sqlx::Error> {
+    // SQLite: this process's writers take turns instead of meeting the database lock.
+    let _turn = db.write_turn().await;
     let conn = match &mut state.conn {
         Some(c) => c,
         None => state.conn.insert(db.pool().acquire().await?),
