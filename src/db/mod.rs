@@ -502,7 +502,11 @@ mod turn_tests {
             .fetch_all(db.pool())
             .await
             .expect("rows");
-        assert_eq!(rows, (0..20).collect::<Vec<i64>>(), "the abandoned row rolled back");
+        assert_eq!(
+            rows,
+            (0..20).collect::<Vec<i64>>(),
+            "the abandoned row rolled back"
+        );
         db.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }
