@@ -176,10 +176,7 @@ impl Db {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             _ => self.pool.begin().await?,
         };
-        Ok(WriteTx {
-            tx: Some(tx),
-            _turn: turn,
-        })
+        Ok(WriteTx { tx: Some(tx), turn })
     }
 
     /// SQLite: waits for this process's turn to write (held by every [`WriteTx`]); a
@@ -223,7 +220,7 @@ impl Db {
 pub struct WriteTx {
     tx: Option<Transaction<'static, Any>>,
     /// SQLite: this process's writer turn, held until the commit or rollback is done.
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
@@ -257,7 +254,7 @@ impl Drop for WriteTx {
         if let Some(tx) = self.tx.take()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            let turn = self._turn.take();
+            let turn = self.turn.take();
             rt.spawn(async move {
                 if let Err(e) = tx.rollback().await {
                     tracing::warn!(error = %e, "rollback of an abandoned transaction failed");
@@ -452,65 +449,7 @@ pub fn pow2_chunks<T>(mut items: &[T], max: usize) -> Vec<&[T]> {
 }
 
 #[cfg(test)]
-mod turn_tests {
-    use super::*;
-
-    /// SQLite writers of one process queue for their turn; a transaction dropped
-    /// uncommitted rolls back and then passes the turn on (no writer waits forever).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_writers_take_turns_and_an_abandoned_one_passes_its_turn_on() {
-        let dir = std::env::temp_dir().join(format!("opshub-turn-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let db = Db::connect(&DbOptions {
-            url: format!("sqlite://{}/t.db", dir.display()),
-            pg_schema: "opshub".into(),
-            max_connections: 4,
-        })
-        .await
-        .expect("connect");
-        sqlx::query("CREATE TABLE t (n INTEGER NOT NULL)")
-            .execute(db.pool())
-            .await
-            .expect("table");
-        let mut abandoned = db.begin_write().await.expect("first writer");
-        sqlx::query("INSERT INTO t (n) VALUES (-1)")
-            .execute(&mut *abandoned)
-            .await
-            .expect("insert");
-        let writers: Vec<_> = (0..20)
-            .map(|n| {
-                let db = db.clone();
-                tokio::spawn(async move {
-                    let mut tx = db.begin_write().await?;
-                    sqlx::query("INSERT INTO t (n) VALUES (?)")
-                        .bind(n)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await
-                })
-            })
-            .collect();
-        drop(abandoned);
-        for w in writers {
-            tokio::time::timeout(Duration::from_secs(10), w)
-                .await
-                .expect("every writer gets its turn")
-                .expect("task")
-                .expect("write");
-        }
-        let rows: Vec<i64> = sqlx::query_scalar("SELECT n FROM t ORDER BY n")
-            .fetch_all(db.pool())
-            .await
-            .expect("rows");
-        assert_eq!(
-            rows,
-            (0..20).collect::<Vec<i64>>(),
-            "the abandoned row rolled back"
-        );
-        db.close().await;
-        let _ = std::fs::remove_dir_all(dir);
-    }
-}
+mod turn_tests;
 
 #[cfg(test)]
 mod chunk_tests {

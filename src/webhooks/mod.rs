@@ -12,7 +12,9 @@ pub mod deliver;
 mod digest;
 pub mod guard;
 pub mod handoff;
+mod health;
 pub mod model;
+mod outbox;
 pub mod pattern;
 mod publish;
 mod queue;
@@ -43,7 +45,7 @@ pub const PREVIOUS_SECRET_GRACE_SECS: i64 = 24 * 3600;
 pub struct Webhooks {
     index: RwLock<Option<Arc<Indexed>>>,
     /// Publishes waiting for the next group commit (see [`publish`]).
-    outbox: crate::batch::Batcher<publish::Job>,
+    outbox: crate::batch::Batcher<outbox::Job>,
     /// Deliveries publish leased to this process, on their way to its delivery loops.
     pub handoff: handoff::Handoff,
     pub sender: deliver::Sender,
@@ -52,7 +54,7 @@ pub struct Webhooks {
     /// How many times it was rung: a loop busy when it rang still sees that it did.
     wakes: std::sync::atomic::AtomicU64,
     pub worker_id: String,
-    /// Endpoints whose failure clock this process cleared, and when (see `worker.rs`).
+    /// Endpoints whose failure clock this process cleared, and when (see `health.rs`).
     cleared: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
 }
 

@@ -1,18 +1,19 @@
 //! The delivery worker. `run` is a loop that keeps a fixed number of attempts in flight:
-//! it leases due deliveries as slots free up, sends them outside any transaction, and
-//! records whatever finished together in one transaction; it sleeps until a publish wakes
-//! it (or a second passes, for retries and other instances' events). Several loops run per
+//! as slots free up it starts what publish handed over (see `handoff.rs`) and leases due
+//! deliveries from the table, sends them outside any transaction, and records whatever
+//! finished together in one transaction; it sleeps until a hand-over, a queued delivery or
+//! the one-second tick (retries, other instances' events, expired leases) wakes it. Several loops run per
 //! process. `run_once` is one synchronous round (lease, send all, record) that the tests
 //! drive with explicit clock values. A worker that dies loses its leases when they run
 //! out, and the deliveries go to whoever claims next.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use ::time::OffsetDateTime;
 use tokio::task::JoinSet;
 
 use super::Indexed;
+use super::health::{self, Health};
 use super::model::Webhook;
 use super::queue::{self, AttemptRecord, Claimed};
 use super::retry::{self, Outcome, RetryPolicy, RetrySchedule};
@@ -262,7 +263,7 @@ async fn record_finished(
     let (records, health): (Vec<_>, Vec<_>) = finished.into_iter().unzip();
     let at = time::format(OffsetDateTime::now_utc());
     queue::record(&app.db, &app.webhooks.worker_id, &records, &at).await?;
-    apply_health(app, health.into_iter().flatten().collect(), now).await
+    health::apply(app, health.into_iter().flatten().collect(), now).await
 }
 
 /// One round at time `now`, as the tests drive it: lease what is due (at most one loop's
@@ -274,14 +275,6 @@ pub async fn run_once(app: &AppState, now: OffsetDateTime) -> anyhow::Result<usi
     let finished: Vec<Finished> = inflight.join_all().await;
     record_finished(app, finished, now).await?;
     Ok(n)
-}
-
-/// What an attempt says about its endpoint's health.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Health {
-    Succeeded(String),
-    Failed(String),
-    Gone(String),
 }
 
 async fn attempt(
@@ -406,100 +399,4 @@ fn policy_for(app: &AppState, w: &Webhook) -> RetryPolicy {
 fn jitter() -> f64 {
     let [a, b, c, d] = crate::crypto::random_bytes::<4>();
     f64::from(u32::from_le_bytes([a, b, c, d])) / f64::from(u32::MAX) * 2.0 - 1.0
-}
-
-/// How often a process repeats clearing the failure clock of an endpoint that keeps
-/// succeeding. Every round of successes used to write it (a no-op update, but a statement
-/// and a commit per round); a failure this process records makes the next success clear it
-/// at once, and one recorded by another instance is cleared within this time.
-const CLEAR_EVERY: Duration = Duration::from_secs(1);
-
-/// True when this process cleared `id`'s failure clock within [`CLEAR_EVERY`]; otherwise
-/// notes that it is about to.
-fn recently_cleared(app: &AppState, id: &str) -> bool {
-    let mut cleared = app
-        .webhooks
-        .cleared
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let now = tokio::time::Instant::now();
-    if cleared.get(id).is_some_and(|t| now - *t < CLEAR_EVERY) {
-        return true;
-    }
-    if cleared.len() > 4096 {
-        cleared.retain(|_, t| now - *t < CLEAR_EVERY);
-    }
-    cleared.insert(id.to_string(), now);
-    false
-}
-
-fn forget_cleared(app: &AppState, id: &str) {
-    app.webhooks
-        .cleared
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(id);
-}
-
-/// Updates each endpoint's failure clock once per round: a success clears it, a failure
-/// starts it, 410 or failing for longer than the limit disables the endpoint.
-async fn apply_health(
-    app: &AppState,
-    health: Vec<Health>,
-    now: OffsetDateTime,
-) -> anyhow::Result<()> {
-    let mut verdict: HashMap<&str, &Health> = HashMap::new();
-    for h in &health {
-        let id = match h {
-            Health::Succeeded(id) | Health::Failed(id) | Health::Gone(id) => id.as_str(),
-        };
-        // Gone wins over success, success over failure.
-        let rank = |h: &Health| match h {
-            Health::Gone(_) => 2,
-            Health::Succeeded(_) => 1,
-            Health::Failed(_) => 0,
-        };
-        if verdict.get(id).is_none_or(|old| rank(h) > rank(old)) {
-            verdict.insert(id, h);
-        }
-    }
-    let now_text = time::format(now);
-    for (id, h) in verdict {
-        if !matches!(h, Health::Succeeded(_)) {
-            forget_cleared(app, id);
-        }
-        match h {
-            Health::Succeeded(_) if recently_cleared(app, id) => {}
-            Health::Succeeded(_) => {
-                if let Err(e) = store::clear_failing(&app.db, id).await {
-                    forget_cleared(app, id);
-                    return Err(e.into());
-                }
-            }
-            Health::Gone(_) => {
-                store::disable(
-                    &app.db,
-                    id,
-                    &retry::DisableReason::Gone.to_string(),
-                    &now_text,
-                )
-                .await?
-            }
-            Health::Failed(_) => {
-                let since = store::mark_failing(&app.db, id, &now_text).await?;
-                let since_unix = since
-                    .as_deref()
-                    .and_then(|s| time::parse(s).ok())
-                    .map(|t| t.unix_timestamp());
-                if let Some(reason) = retry::auto_disable(
-                    since_unix,
-                    now.unix_timestamp(),
-                    app.config.webhook_disable_after,
-                ) {
-                    store::disable(&app.db, id, &reason.to_string(), &now_text).await?;
-                }
-            }
-        }
-    }
-    Ok(())
 }
